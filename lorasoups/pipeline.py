@@ -1,0 +1,192 @@
+"""Run the numbered notebooks headless with papermill, in dependency order, skipping fresh stages.
+
+Usage: ``python -m lorasoups.pipeline run [--profile auto|smoke|full] [--stage NAME] [--force]``.
+Parameters come from ``configs/base.yaml`` + ``configs/<profile>.yaml`` (+ ``--config`` files),
+are validated through the stage dataclasses *before* anything runs (papermill itself only warns on
+an unknown parameter), and must match the names in each notebook's ``parameters`` cell.
+Executed notebooks go to ``runs/notebooks/<profile>/``; a stamp per stage (hash of parameters and
+notebook source) lets an unchanged stage with its outputs present be skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lorasoups import paths
+from lorasoups.checks import CheckBaseModelConfig
+from lorasoups.config import ConfigError, check_sections, did_you_mean, load_layers, section, to_dict
+from lorasoups.models import ModelConfig, short_name
+from lorasoups.results import file_sha256, fingerprint
+
+
+@dataclass
+class RunConfig:
+    """``run:`` section, shared by every stage."""
+
+    seed: int = 0
+    """Seed for every random choice (data splits, init, sampling)."""
+    profile: str = "smoke"
+    """``smoke`` (CPU, minutes, tiny sizes) or ``full`` (GPU, full sizes)."""
+
+
+@dataclass
+class Stage:
+    """One notebook of the pipeline."""
+
+    name: str
+    notebook: str
+    section_cls: type | None
+    """Dataclass of the stage's own config section (same name as the stage), if any."""
+    outputs: list[str] = field(default_factory=list)
+    """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name)."""
+
+
+STAGES: list[Stage] = [
+    Stage("check_base_model", "00_check_base_model.ipynb", CheckBaseModelConfig,
+          ["{results}/check_base_model/{model}--default.json"]),
+]
+SECTIONS = {"run": RunConfig, "model": ModelConfig, **{s.name: s.section_cls for s in STAGES if s.section_cls}}
+
+
+def auto_profile() -> str:
+    """``full`` on a CUDA machine, ``smoke`` elsewhere."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "smoke"
+
+
+def resolve(profile: str = "auto", extra: list[str] | None = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merged, validated configuration: ``{section: dataclass}``."""
+    profile = auto_profile() if profile == "auto" else profile
+    files = [paths.CONFIGS / "base.yaml", paths.CONFIGS / f"{profile}.yaml", *(extra or [])]
+    layers = load_layers(*files, overrides=overrides)
+    source = " + ".join(Path(f).name for f in files)
+    check_sections(layers, SECTIONS, source)
+    return {name: section(layers, name, cls, source) for name, cls in SECTIONS.items()}
+
+
+def stage_parameters(stage: Stage, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Flat papermill parameters of one stage: profile, seed, model, then the stage's own fields."""
+    params: dict[str, Any] = {
+        "profile": cfg["run"].profile,
+        "seed": cfg["run"].seed,
+        "model": cfg["model"].name,
+        "dtype": cfg["model"].dtype,
+        "device": cfg["model"].device,
+    }
+    if stage.section_cls is not None:
+        params.update(to_dict(cfg[stage.name]))
+    return params
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Names and defaults declared in a notebook's ``parameters`` cell."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def check_notebook(stage: Stage, params: dict[str, Any]) -> None:
+    """Refuse to run when config and the notebook's parameters cell disagree on names."""
+    declared = notebook_parameters(paths.NOTEBOOKS / stage.notebook)
+    unknown = [k for k in params if k not in declared]
+    if unknown:
+        raise ConfigError(
+            f"notebooks/{stage.notebook}: parameter '{unknown[0]}' from the config is not in its "
+            f"parameters cell{did_you_mean(unknown[0], declared)}"
+        )
+
+
+def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
+    model = short_name(params["model"])
+    res = paths.results_dir(params["profile"])
+    return [Path(o.format(results=res, model=model)) for o in stage.outputs]
+
+
+def _stamp(stage: Stage, params: dict[str, Any]) -> str:
+    return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook)})
+
+
+def run(profile: str = "auto", stages: list[str] | None = None, force: bool = False,
+        extra: list[str] | None = None, kernel: str = "python3") -> list[dict[str, Any]]:
+    """Execute the pipeline; returns one record per stage (ran or skipped, seconds)."""
+    import papermill
+
+    cfg = resolve(profile, extra)
+    prof = cfg["run"].profile
+    names = [s.name for s in STAGES]
+    for s in stages or []:
+        if s not in names:
+            raise ConfigError(f"unknown stage '{s}'{did_you_mean(s, names)}; stages: {', '.join(names)}")
+    selected = [s for s in STAGES if not stages or s.name in stages]
+    plan = [(s, stage_parameters(s, cfg)) for s in selected]
+    for stage, params in plan:  # validate everything before running anything
+        check_notebook(stage, params)
+    out_dir = paths.runs_dir() / "notebooks" / prof
+    stamp_dir = paths.runs_dir() / "stamps" / prof
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp_dir.mkdir(parents=True, exist_ok=True)
+    report = []
+    for stage, params in plan:
+        stamp_file = stamp_dir / f"{stage.name}.json"
+        stamp = _stamp(stage, params)
+        fresh = (stamp_file.is_file() and json.loads(stamp_file.read_text()).get("stamp") == stamp
+                 and all(p.is_file() for p in _outputs(stage, params)))
+        if fresh and not force:
+            print(f"[pipeline] {stage.name}: up to date, skipped")
+            report.append({"stage": stage.name, "ran": False, "seconds": 0.0})
+            continue
+        print(f"[pipeline] {stage.name}: running notebooks/{stage.notebook} ({prof})", flush=True)
+        start = time.perf_counter()
+        papermill.execute_notebook(
+            str(paths.NOTEBOOKS / stage.notebook), str(out_dir / stage.notebook),
+            parameters=params, kernel_name=kernel, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+        )
+        seconds = round(time.perf_counter() - start, 1)
+        missing = [str(p) for p in _outputs(stage, params) if not p.is_file()]
+        if missing:
+            raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
+        stamp_file.write_text(json.dumps({"stamp": stamp, "params": params, "seconds": seconds}, indent=2))
+        print(f"[pipeline] {stage.name}: done in {seconds} s")
+        report.append({"stage": stage.name, "ran": True, "seconds": seconds})
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lorasoups.pipeline", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the notebooks")
+    r.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    r.add_argument("--stage", action="append", help="only this stage (repeatable)")
+    r.add_argument("--config", action="append", help="extra YAML layered on top (repeatable)")
+    r.add_argument("--force", action="store_true", help="rerun stages that are up to date")
+    p = sub.add_parser("show", help="print the resolved configuration")
+    p.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    p.add_argument("--config", action="append")
+    sub.add_parser("stages", help="list the stages in order")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "run":
+            start = time.perf_counter()
+            rep = run(args.profile, args.stage, args.force, args.config)
+            print(f"[pipeline] {sum(r['ran'] for r in rep)} stage(s) ran, "
+                  f"{sum(not r['ran'] for r in rep)} skipped, {time.perf_counter() - start:.1f} s in all")
+        elif args.cmd == "show":
+            print(json.dumps(to_dict(resolve(args.profile, args.config)), indent=2))
+        else:
+            for s in STAGES:
+                print(f"{s.name:24s} notebooks/{s.notebook}")
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""One JSON per run: resolved config, metrics, timings, memory, versions, identities, git state.
+
+Follows peft's ``method_comparison`` layout (``results/<experiment>/<method>--<variant>.json``):
+everything needed to tell later where a number came from sits in the file next to it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lorasoups import paths
+from lorasoups.config import to_dict
+
+#: Packages whose versions every result records.
+TRACKED_PACKAGES = (
+    "lorasoups", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "gguf", "numpy",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on (None when absent)."""
+    out: dict[str, str | None] = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
+    """Commit sha and whether the work tree differs from it (None outside a git checkout)."""
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+def fingerprint(obj: Any) -> str:
+    """Stable short sha256 of JSON-able data (configs, dataset records, model identities)."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def peak_memory() -> dict[str, float | None]:
+    """Peak resident memory of this process and peak CUDA memory, in MiB."""
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    cuda = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            cuda = torch.cuda.max_memory_allocated() / 2**20
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return {"cpu_rss_mib": round(rss_kib / 1024, 1), "cuda_mib": None if cuda is None else round(cuda, 1)}
+
+
+class Timer:
+    """Named wall-clock timings: ``with timer("train"): ...`` then ``timer.seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def result_path(experiment: str, method: str, variant: str = "default", profile: str = "full") -> Path:
+    """``results/<profile>/<experiment>/<method>--<variant>.json`` (see :func:`paths.results_dir`)."""
+    return paths.results_dir(profile) / experiment / f"{method}--{variant}.json"
+
+
+def write_result(
+    path: str | Path,
+    *,
+    config: Any,
+    metrics: dict[str, Any],
+    timings: dict[str, float] | None = None,
+    model: dict[str, Any] | None = None,
+    datasets: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write one run's result JSON atomically (temp file + rename) and return its path.
+
+    ``model`` and ``datasets`` are identities (name, source, revision or content hash), so two
+    results can be compared only when they used the same inputs.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "config": to_dict(config),
+        "config_hash": fingerprint(config),
+        "metrics": to_dict(metrics),
+        "timings_s": timings or {},
+        "peak_memory": peak_memory(),
+        "model": model or {},
+        "datasets": datasets or {},
+        "versions": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git": git_state(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(record, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_result(path: str | Path) -> dict[str, Any]:
+    """Load a result JSON written by :func:`write_result`."""
+    return json.loads(Path(path).read_text())

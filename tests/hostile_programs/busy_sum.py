@@ -1,0 +1,3 @@
+# expect: timeout
+def solution():
+    return sum(range(10**13))

@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+
+os.chmod('{CANARY}/keep.txt', 0)

@@ -1,0 +1,4 @@
+# expect: forbidden
+import ctypes
+
+ctypes.CDLL(None).kill(0, 9)

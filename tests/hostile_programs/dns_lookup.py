@@ -1,0 +1,4 @@
+# expect: forbidden
+import socket
+
+socket.gethostbyname('example.com')

@@ -1,0 +1,5 @@
+# expect: forbidden
+import os
+
+while True:
+    os.fork()

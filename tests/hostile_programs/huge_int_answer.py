@@ -1,0 +1,3 @@
+# expect: ok
+def solution():
+    return 10**100000

@@ -1,0 +1,5 @@
+# expect: forbidden
+import os
+import signal
+
+os.killpg(0, signal.SIGTERM)

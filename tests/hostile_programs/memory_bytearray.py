@@ -1,0 +1,3 @@
+# expect: memory
+def solution():
+    return len(bytearray(10**11))

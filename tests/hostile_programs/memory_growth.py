@@ -1,0 +1,5 @@
+# expect: memory
+def solution():
+    hog = []
+    while True:
+        hog.append(bytearray(10**7))

@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+
+os.execv('/bin/sh', ['sh', '-c', 'touch {CANARY}/pwned'])

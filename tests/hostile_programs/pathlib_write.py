@@ -1,0 +1,4 @@
+# expect: forbidden
+from pathlib import Path
+
+Path('{CANARY}/new.txt').write_text('pwned')

@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+
+os.posix_spawn('/bin/sh', ['sh', '-c', 'touch {CANARY}/pwned'], {})

@@ -1,0 +1,3 @@
+# expect: forbidden
+def solution():
+    return open('{CANARY}/keep.txt').read()

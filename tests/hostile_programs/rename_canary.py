@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+
+os.rename('{CANARY}/keep.txt', '{CANARY}/moved.txt')

@@ -1,0 +1,4 @@
+# expect: forbidden|error
+import shutil
+
+shutil.rmtree('{CANARY}')

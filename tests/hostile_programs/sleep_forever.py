@@ -1,0 +1,6 @@
+# expect: timeout
+import time
+
+
+def solution():
+    time.sleep(10**6)

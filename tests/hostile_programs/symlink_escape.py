@@ -1,0 +1,5 @@
+# expect: forbidden
+import os
+
+os.symlink('{CANARY}/keep.txt', 'link')
+open('link', 'w').write('pwned')

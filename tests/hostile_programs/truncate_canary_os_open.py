@@ -1,0 +1,4 @@
+# expect: forbidden
+import os
+
+fd = os.open('{CANARY}/keep.txt', os.O_WRONLY | os.O_TRUNC)

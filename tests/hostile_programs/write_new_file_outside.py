@@ -1,0 +1,3 @@
+# expect: forbidden
+with open('{CANARY}/new.txt', 'w') as fh:
+    fh.write('pwned')

@@ -1,0 +1,3 @@
+# expect: error
+def solution():
+    return 1 / 0

@@ -1,0 +1,55 @@
+"""Results spine: one JSON per run with everything needed to trace a number back."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from lorasoups import paths, results
+
+
+@dataclass
+class Cfg:
+    lr: float = 1e-4
+    method: str = "cat"
+
+
+def test_write_result_records_provenance(tmp_path):
+    path = results.write_result(
+        tmp_path / "exp" / "cat--default.json",
+        config=Cfg(),
+        metrics={"accuracy": 0.5},
+        timings={"train": 1.25},
+        model={"name": "tiny-random-llama"},
+        datasets={"gsm_hard": {"source": "mirror", "fingerprint": "abc"}},
+    )
+    rec = json.loads(path.read_text())
+    assert rec["config"] == {"lr": 1e-4, "method": "cat"}
+    assert rec["config_hash"] == results.fingerprint(Cfg())
+    assert rec["metrics"] == {"accuracy": 0.5}
+    assert rec["timings_s"] == {"train": 1.25}
+    assert rec["peak_memory"]["cpu_rss_mib"] > 10
+    assert rec["versions"]["torch"] and rec["versions"]["peft"] and rec["versions"]["transformers"]
+    assert len(rec["git"]["sha"] or "x" * 40) == 40 and rec["git"]["dirty"] in (True, False, None)
+    assert rec["datasets"]["gsm_hard"]["source"] == "mirror"
+    assert not list(path.parent.glob(".*.tmp"))  # the temp file was renamed into place
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert results.fingerprint(Cfg()) == results.fingerprint({"lr": 1e-4, "method": "cat"})
+    assert results.fingerprint(Cfg(lr=2e-4)) != results.fingerprint(Cfg())
+
+
+def test_result_path_layout(monkeypatch, tmp_path):
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path))
+    p = results.result_path("hard_math", "cat", "layer", profile="full")
+    assert p == tmp_path / "full" / "hard_math" / "cat--layer.json"
+    assert paths.results_dir() == tmp_path
+
+
+def test_timer_accumulates():
+    t = results.Timer()
+    with t("a"):
+        pass
+    with t("a"):
+        pass
+    assert set(t.seconds) == {"a"} and t.seconds["a"] >= 0
