@@ -23,7 +23,7 @@ GOOD = [  # (program, hand-computed answer)
 def load_corpus(canary: Path) -> list[tuple[str, set[str], str | None, str]]:
     """(name, acceptable statuses, expected answer, code) for every hostile program."""
     out = []
-    for path in sorted(CORPUS.glob("*.py")):
+    for path in sorted(CORPUS.glob("*.txt")):
         text = path.read_text()
         expect = re.search(r"^# expect: (.+)$", text, re.M)
         assert expect, f"{path.name}: missing '# expect:' line"
@@ -49,7 +49,7 @@ def _canary_intact(canary: Path) -> None:
 
 
 def test_corpus_is_large_enough():
-    assert len(list(CORPUS.glob("*.py"))) >= 30
+    assert len(list(CORPUS.glob("*.txt"))) >= 30
 
 
 def test_hostile_batch_survives_and_good_answers_score(canary, monkeypatch):

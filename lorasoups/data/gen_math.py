@@ -36,7 +36,7 @@ class Draw:
     def n(self, lo: int, hi: int) -> int:
         """A count-like number; in hard mode a large one (GSM-Hard swaps in 4-7 digit numbers)."""
         if self.hard:
-            return self.rng.randint(lo * 1000 + 1, hi * 50000)
+            return self.rng.randint(lo * 10000 + 1, hi * 50000)
         return self.rng.randint(lo, hi)
 
     def s(self, lo: int, hi: int) -> int:
@@ -205,7 +205,7 @@ TEMPLATES: tuple[Template, ...] = (
        "A cake needs {per_cake} grams of sugar. {name} bakes {cakes} cakes and already has {have} grams of sugar. "
        "How many more grams does {name} need?",
        lambda d: (lambda per, cakes: {**_who(d), "per_cake": per, "cakes": cakes, "have": d.r(1, per * cakes - 1)})(
-           d.n(50, 300), d.s(2, 9)),
+           d.n(20, 100), d.s(2, 9)),
        ("needed", "per_cake * cakes", "{name} needs {per_cake} * {cakes} = {needed} grams."),
        ("more", "needed - have", "{name} needs {needed} - {have} = {more} more grams.")),
     _t("overtime",

@@ -80,26 +80,27 @@ class SplitSpec:
         return asdict(self)
 
 
-def carve(pool: Sequence[Any], seed: int, val_fraction: float = 0.05, test_fraction: float = 0.05,
-          with_test: bool = True) -> tuple[dict[str, list[Any]], SplitSpec]:
-    """Shuffle ``pool`` with ``seed`` and cut validation (and test) off the front; rest is train.
+def carve(pool: Sequence[Any], seed: int, val_fraction: float = 0.05,
+          test_fraction: float = 0.05) -> tuple[dict[str, list[Any]], SplitSpec]:
+    """Shuffle ``pool`` with ``seed`` and cut validation and test off the front; the rest is train.
 
-    Each carved split gets at least one record when the pool has three or more.
+    A non-zero fraction gives at least one record when the pool has three or more; a zero fraction
+    (the source already has that split) gives none.
     """
     n = len(pool)
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
-    n_test = (max(1, round(n * test_fraction)) if n >= 3 else 0) if with_test else 0
+
+    def count(fraction: float) -> int:
+        return max(1, round(n * fraction)) if fraction > 0 and n >= 3 else 0
+
+    n_val, n_test = count(val_fraction), count(test_fraction)
     parts = {
         "validation": [pool[i] for i in order[:n_val]],
         "test": [pool[i] for i in order[n_val:n_val + n_test]],
         "train": [pool[i] for i in order[n_val + n_test:]],
     }
-    if not with_test:
-        del parts["test"]
-    spec = SplitSpec(seed, val_fraction, test_fraction if with_test else 0.0, n,
-                     {k: len(v) for k, v in parts.items()})
+    spec = SplitSpec(seed, val_fraction, test_fraction, n, {k: len(v) for k, v in parts.items()})
     return parts, spec
 
 
@@ -112,7 +113,7 @@ def cat_counts(sizes: Sequence[int], fraction: float) -> int:
     smallest = min(sizes)
     if smallest == 0:
         raise DataError("cat_mixture: a skill dataset is empty")
-    return max(1, math.floor(fraction * smallest))
+    return max(1, math.floor(fraction * smallest + 1e-9))  # 0.29 * 100 is 28.999...96 in floats
 
 
 def iter_indices(n: int, k: int, seed: int) -> Iterator[int]:

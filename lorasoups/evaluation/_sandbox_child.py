@@ -39,10 +39,10 @@ sys.path.extend(p for p in CONFIG.get("site_packages", []) if p not in sys.path)
 
 # Modules a program-aided answer may need, imported before the privilege drop when the
 # interpreter's standard library sits where ``nobody`` cannot read it (e.g. under /root).
+# (~15 ms per program; typing/dataclasses/pathlib/shutil would add ~15 ms more, so they are not.)
 PREIMPORT = (
     "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "collections",
-    "statistics", "re", "random", "string", "operator", "numbers", "heapq", "bisect", "copy",
-    "calendar", "time", "typing", "dataclasses", "enum", "shutil", "pathlib",
+    "statistics", "re", "random", "string", "operator", "heapq", "bisect", "copy", "time",
 )
 if CONFIG.get("preimport"):
     for _name in PREIMPORT:

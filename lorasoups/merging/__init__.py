@@ -9,17 +9,17 @@ Methods are listed in :data:`METHODS` (name -> :class:`Method` with its paper); 
 module (cat, task_arithmetic, moe, lorahub). See ``python -c "import lorasoups.merging as m;
 [print(k, '-', v.description) for k, v in m.METHODS.items()]"``.
 """
-from lorasoups.merging.analysis import alphas_table, plot_alphas, set_weights, trainable_parameters
+from lorasoups.merging.analysis import alphas_table, describe, plot_alphas, set_weights, trainable_parameters
 from lorasoups.merging.cat import project_alphas_
 from lorasoups.merging.export import export_adapter
-from lorasoups.merging.moe import load_balancing_loss
+from lorasoups.merging.moe import gate_table, load_balancing_loss
 from lorasoups.merging.persist import load_soup, save_soup
 from lorasoups.merging.registry import METHODS, Method, build
 from lorasoups.merging.skills import MergeError, SkillAdapter, load_skills
 from lorasoups.merging.soup import SoupState, soup_state
 
 __all__ = [
-    "METHODS", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build",
-    "export_adapter", "load_balancing_loss", "load_skills", "load_soup", "plot_alphas",
+    "METHODS", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build", "describe",
+    "export_adapter", "gate_table", "load_balancing_loss", "load_skills", "load_soup", "plot_alphas",
     "project_alphas_", "save_soup", "set_weights", "soup_state", "trainable_parameters",
 ]

@@ -25,6 +25,24 @@ def trainable_parameters(soup: nn.Module) -> dict[str, nn.Parameter]:
     return dict(soup_state(soup).trainable)
 
 
+def describe(soup: nn.Module) -> dict[str, Any]:
+    """What a result JSON should record about a soup: method, paper, parameters (granularity,
+    parameterisation, ...), the skills (path, sha256, ranks) and the size of what was trained."""
+    from lorasoups.merging.registry import METHODS
+
+    state = soup_state(soup)
+    method = METHODS[state.method]
+    return {
+        "method": state.method,
+        "paper": method.paper,
+        "url": method.url,
+        "params": dict(state.params),
+        "skills": [s.summary() for s in state.skills],
+        "n_modules": len(state.modules),
+        "n_trainable": int(sum(p.numel() for p in state.trainable.values())),
+    }
+
+
 def alphas_table(soup: nn.Module) -> list[dict[str, Any]]:
     """One row per adapted module and skill: module, layer, kind (q_proj, ...), group, skill, alpha.
 

@@ -3,7 +3,7 @@
     dW^l = sum_k alpha_k^l s_k B_k A_k        (skill LoRAs frozen, only alpha trains)
 
 How it runs. Rather than keeping the k skill adapters active in peft (peft loops over active
-adapters: 2k small matmuls per module; 1.31x a single-LoRA step on GPU for k = 2), the soup is ONE
+adapters: 2k small matmuls per module; issue 3 quotes 1.31x a single-LoRA step for k = 2), the soup is ONE
 peft adapter of rank R = sum_k r_k holding A = [A_1; ...; A_k] and B = [B_1 ... B_k] (frozen), and
 lora_B is reparametrised (``torch.nn.utils.parametrize``) as B * c with c the per-rank-column
 vector alpha_k s_k. The forward is then exactly a rank-R LoRA (2 matmuls), the gradient reaches

@@ -41,15 +41,42 @@ def finish_out_dir(tmp: Path, out: Path) -> Path:
     return out
 
 
+def write_into(directory: str | Path, write) -> Path:
+    """Run ``write(tmp)`` in a temporary sibling, then move each file it made into ``directory``
+    (created if needed), replacing only those files: how Trainer checkpoints are written."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_new(out_dir: str | Path, overwrite: bool, write) -> Path:
+    """Run ``write(tmp)`` in a temporary sibling and move it into place as ``out_dir`` (which must be
+    absent or empty unless ``overwrite``): a failure never leaves half a result."""
+    out, tmp = prepare_out_dir(out_dir, overwrite)
+    try:
+        write(tmp)
+        return finish_out_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 @torch.no_grad()
-def export_adapter(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write ``soup`` as a standard PEFT LoRA adapter directory and return its path."""
+def adapter_files(soup: nn.Module):
+    """Check the soup can be exported and return a writer of its adapter files (nothing written yet)."""
     from peft import LoraConfig
     from safetensors.torch import save_file
 
-    state = soup_state(soup)
     from lorasoups.merging.registry import METHODS
 
+    state = soup_state(soup)
     if not METHODS[state.method].exportable:
         raise MergeError(
             f"a '{state.method}' soup depends on the input (per-token gates) and cannot be written as one "
@@ -80,18 +107,24 @@ def export_adapter(soup: nn.Module, out_dir: str | Path, overwrite: bool = False
         base_model_name_or_path=state.skills[0].base_model,
         inference_mode=True,
     )
-    out, tmp = prepare_out_dir(out_dir, overwrite)
-    try:
-        config.save_pretrained(str(tmp))
-        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-        provenance = {
-            "method": state.method,
-            "params": state.params,
-            "skills": [s.summary() for s in state.skills],
-            "note": "written by lorasoups.merging.export_adapter; a standard PEFT LoRA adapter",
-        }
-        (tmp / "lorasoups_soup.json").write_text(json.dumps(provenance, indent=2))
-        return finish_out_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    provenance = {
+        "method": state.method,
+        "params": state.params,
+        "skills": [s.summary() for s in state.skills],
+        "note": "written by lorasoups.merging; adapter_model.safetensors is a standard PEFT LoRA adapter",
+    }
+
+    def write(directory: Path) -> None:
+        config.save_pretrained(str(directory))
+        save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
+        (directory / "lorasoups_soup.json").write_text(json.dumps(provenance, indent=2))
+
+    return write
+
+
+def export_adapter(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write ``soup`` as a standard PEFT LoRA adapter directory and return its path.
+
+    ``out_dir`` must be absent or empty (unless ``overwrite``); on any error nothing is written.
+    """
+    return write_new(out_dir, overwrite, adapter_files(soup))

@@ -162,3 +162,22 @@ def load_balancing_loss(soup: nn.Module) -> torch.Tensor:
         f = r.last_assign.mean(0) / r.last_assign.sum(-1).mean()
         losses.append(r.k * (f.detach() * r.last_probs.mean(0)).sum())
     return torch.stack(losses).mean()
+
+
+def gate_table(soup: nn.Module) -> list[dict]:
+    """Mean gate per router and skill over the tokens of the last forward (padding included): the
+    MoE counterpart of :func:`alphas_table` (rows: router, layer, skill, mean_gate)."""
+    from lorasoups.merging.soup import soup_state
+
+    state = soup_state(soup)
+    routers = state.extra.get("routers")
+    if not routers:
+        raise MergeError(f"soup method '{state.method}' has no routers (only 'moe' soups do)")
+    rows = []
+    for owner, r in routers.items():
+        if r.gates is None:
+            raise MergeError("no forward pass has run yet; the gate table reads the last forward's routing")
+        mean = r.gates.detach().reshape(-1, r.k).float().mean(0).cpu()
+        for j, skill in enumerate(state.skill_names):
+            rows.append({"router": owner, "layer": layer_index(owner), "skill": skill, "mean_gate": float(mean[j])})
+    return rows

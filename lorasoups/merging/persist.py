@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lorasoups.merging.export import finish_out_dir, prepare_out_dir
+from lorasoups.merging.export import adapter_files, write_into, write_new
 from lorasoups.merging.skills import MergeError, load_skill
 from lorasoups.merging.soup import SoupState, soup_state
 
@@ -31,9 +31,14 @@ def state_tensors(state: SoupState) -> dict[str, torch.Tensor]:
     return {k: v.cpu().contiguous() for k, v in out.items()}
 
 
-def save_soup(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write the soup's recipe and learned tensors to ``out_dir``; returns the path."""
+def soup_files(soup: nn.Module):
+    """A writer of the soup's files: soup.json + soup_state.safetensors, plus the exported standard
+    adapter (adapter_config.json, adapter_model.safetensors) when the method is exportable, so the
+    same directory loads with ``load_soup`` (the learnable soup) and ``PeftModel.from_pretrained``
+    (the fold)."""
     from safetensors.torch import save_file
+
+    from lorasoups.merging.registry import METHODS
 
     state = soup_state(soup)
     tensors = state_tensors(state)
@@ -45,16 +50,34 @@ def save_soup(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> 
         "modules": state.modules,
         "tensors": sorted(tensors),
     }
-    out, tmp = prepare_out_dir(out_dir, overwrite)
-    try:
-        (tmp / "soup.json").write_text(json.dumps(record, indent=2))
-        save_file(tensors, str(tmp / "soup_state.safetensors"), metadata={"format": "pt"})
-        return finish_out_dir(tmp, out)
-    except BaseException:
-        import shutil
+    write_adapter = adapter_files(soup) if METHODS[state.method].exportable else None
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def write(directory: Path) -> None:
+        if write_adapter is not None:
+            write_adapter(directory)
+        (directory / "soup.json").write_text(json.dumps(record, indent=2))
+        save_file(tensors, str(directory / "soup_state.safetensors"), metadata={"format": "pt"})
+
+    return write
+
+
+def save_soup(soup: nn.Module, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write the soup (recipe, learned tensors, and the folded adapter when exportable) to ``out_dir``.
+
+    ``out_dir`` must be absent or empty (unless ``overwrite``); on any error nothing is written.
+    """
+    return write_new(out_dir, overwrite, soup_files(soup))
+
+
+def save_pretrained(soup: nn.Module, save_directory: str | Path, **_ignored: Any) -> None:
+    """Replacement for ``PeftModel.save_pretrained`` on soups (installed by :func:`build`).
+
+    Trainer/TRL checkpoints call ``model.save_pretrained(dir, state_dict=..., ...)``; peft's version
+    would save CAT's raw B (without alpha) under parametrisation keys, and MoE's LoRA without its
+    routers' effect: a silently wrong adapter. This writes :func:`save_soup`'s files into the
+    (possibly non-empty) checkpoint directory instead; the ``state_dict`` argument is ignored.
+    """
+    write_into(save_directory, soup_files(soup))
 
 
 def load_soup(path: str | Path, base_model: nn.Module, adapters: list[str | Path] | None = None) -> nn.Module:

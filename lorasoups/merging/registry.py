@@ -98,6 +98,8 @@ def build(method: str, base_model: nn.Module, adapters: list[str | Path], **para
         p = from_dict(spec.params, {k: _plain(v) for k, v in params.items()}, where=f"merging.build('{method}')")
     except ConfigError as exc:
         raise MergeError(str(exc)) from exc
+    if hasattr(base_model, "peft_config"):
+        raise MergeError("base_model already carries peft adapters (an earlier soup?); pass a fresh base model")
     skills = load_skills(adapters, base_model, names=p.skill_names)
     model, state = spec.builder(base_model, skills, p)
     state.params = to_dict(p)

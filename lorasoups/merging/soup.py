@@ -8,6 +8,7 @@ attached to it and listed in :class:`SoupState`.
 from __future__ import annotations
 
 import re
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ from torch import nn
 
 from lorasoups.merging.skills import MergeError, SkillAdapter
 
-ADAPTER = "soup"  # the one peft adapter name every soup uses
+# The one peft adapter every soup holds. "default" (not a custom name) so peft utilities that
+# assume it (get_peft_model_state_dict, save_pretrained's folder layout) behave as for any LoRA.
+ADAPTER = "default"
 
 
 @dataclass
@@ -57,7 +60,7 @@ def new_soup_adapter(
     ranks: dict[str, int],
     lora_alpha: dict[str, float] | None = None,
 ):
-    """Wrap ``base_model`` (in place, as peft does) with one empty adapter named ``soup``.
+    """Wrap ``base_model`` (in place, as peft does) with one empty adapter (named :data:`ADAPTER`).
 
     ``ranks`` gives each module's rank; ``lora_alpha`` each module's alpha (default: alpha = rank,
     i.e. scaling 1, the soups put all scalings into the weights). Target modules are listed by full
@@ -80,8 +83,7 @@ def new_soup_adapter(
         task_type=cfg0.get("task_type"),
         base_model_name_or_path=skills[0].base_model,
     )
-    if hasattr(base_model, "peft_config"):
-        raise MergeError("base_model already carries peft adapters; pass a fresh base model to build()")
+    assert not hasattr(base_model, "peft_config"), "checked by build()"
     peft_model = get_peft_model(base_model, config, adapter_name=ADAPTER)
     freeze(peft_model)
     return peft_model, lora_layers(peft_model, modules)
@@ -112,8 +114,27 @@ def concat_skills(skills: list[SkillAdapter], module: str) -> tuple[torch.Tensor
 
 
 def attach(model: nn.Module, state: SoupState) -> nn.Module:
-    """Record ``state`` on the model (a plain attribute: not a submodule, not in state_dict)."""
+    """Record ``state`` on the model (a plain attribute: not a submodule, not in state_dict),
+    unfreeze the soup's own parameters, and make saving/merging soup-aware.
+
+    peft's ``save_pretrained`` would write CAT's B without alpha (under parametrisation keys) and
+    MoE's LoRA without its gates; ``merge_and_unload`` on MoE would merge the ungated sum. Both
+    would be silently wrong, so the soup gets its own ``save_pretrained`` (what Trainer calls at each
+    checkpoint) and an MoE soup refuses to merge.
+    """
+    from lorasoups.merging.persist import save_pretrained
+    from lorasoups.merging.registry import METHODS
+
     object.__setattr__(model, "lorasoup", state)
     for p in state.trainable.values():
         p.requires_grad_(True)
+    object.__setattr__(model, "save_pretrained", types.MethodType(save_pretrained, model))
+    if not METHODS[state.method].exportable:
+        def refuse(*args: Any, **kwargs: Any):
+            raise MergeError(
+                f"a '{state.method}' soup cannot be merged into the base weights: its gates depend on each token"
+            )
+
+        for name in ("merge_and_unload", "merge_adapter"):
+            object.__setattr__(model, name, refuse)
     return model

@@ -87,15 +87,15 @@ def build_weighted(method: str, base_model: nn.Module, skills: list[SkillAdapter
         raise MergeError(f"method '{method}' needs density (fraction of entries to keep, in (0, 1])")
     if params.density is not None and not 0.0 < params.density <= 1.0:
         raise MergeError(f"density must be in (0, 1], got {params.density}")
-    if hasattr(base_model, "peft_config"):
-        raise MergeError("base_model already carries peft adapters; pass a fresh base model to build()")
+    assert not hasattr(base_model, "peft_config"), "checked by build()"
 
     names = [f"skill{i}" for i in range(len(skills))]
     model = PeftModel.from_pretrained(base_model, str(skills[0].path), adapter_name=names[0])
     for name, skill in zip(names[1:], skills[1:]):
         model.load_adapter(str(skill.path), adapter_name=name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)  # DARE draws its masks from the global generator
+    # DARE draws its masks from the global generators: seed them, and leave the caller's RNG as it was.
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(params.seed)
         model.add_weighted_adapter(
             names,
             weights,

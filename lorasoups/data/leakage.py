@@ -1,0 +1,65 @@
+"""Refuse a target test example that appears verbatim in a skill's training data.
+
+A target example is identified by its ``question`` (or ``instruction``) text; it leaks when that
+text, whitespace- and case-normalised, occurs inside any skill training record (prompt,
+completion or corpus text). Texts shorter than ``min_chars`` are ignored (a question like
+"Why?" would match everywhere).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lorasoups.data.errors import DataError
+
+_WS = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text).strip().lower()
+
+
+def _key(rec: dict[str, Any]) -> str:
+    for field in ("question", "instruction", "prompt", "text"):
+        if rec.get(field):
+            return str(rec[field])
+    return ""
+
+
+def _skill_text(rec: dict[str, Any]) -> str:
+    return " \n ".join(str(rec[f]) for f in ("instruction", "prompt", "completion", "text") if rec.get(f))
+
+
+def find_leaks(target: Iterable[dict[str, Any]], skills: Mapping[str, Iterable[dict[str, Any]]],
+               min_chars: int = 20) -> list[tuple[str, str, str]]:
+    """``(target id, skill name, skill record id)`` for every leaked target example."""
+    joined: dict[str, tuple[str, list[tuple[int, str]]]] = {}
+    for name, recs in skills.items():
+        parts, offsets, pos = [], [], 0
+        for i, r in enumerate(recs):
+            t = _norm(_skill_text(r))
+            offsets.append((pos, str(r.get("id", i))))
+            parts.append(t)
+            pos += len(t) + 3
+        joined[name] = ("\n\x00\n".join(parts), offsets)
+    leaks = []
+    for j, rec in enumerate(target):
+        key = _norm(_key(rec))
+        if len(key) < min_chars:
+            continue
+        for name, (blob, offsets) in joined.items():
+            at = blob.find(key)
+            if at >= 0:
+                rid = next(rid for start, rid in reversed(offsets) if start <= at)
+                leaks.append((str(rec.get("id", j)), name, rid))
+    return leaks
+
+
+def check_leakage(target: Iterable[dict[str, Any]], skills: Mapping[str, Iterable[dict[str, Any]]],
+                  min_chars: int = 20) -> None:
+    """Raise DataError naming the leaked examples (first five) and where they appear."""
+    leaks = find_leaks(target, skills, min_chars)
+    if leaks:
+        shown = "; ".join(f"target '{t}' appears in skill '{s}' record '{r}'" for t, s, r in leaks[:5])
+        raise DataError(f"{len(leaks)} target example(s) appear verbatim in skill training data: {shown}")

@@ -1,0 +1,243 @@
+"""``load(name, split)``: one dataset split from the hub, the mirror or a generator, formatted,
+with its provenance attached so every result can record where its data came from.
+
+Provenance lives in ``ds.info.description`` as JSON (it survives ``select``/``shuffle``/``map``
+and adds no column that TRL would have to drop); :func:`identity` reads it back, ready for
+``results.write_result(..., datasets={...})``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lorasoups import paths
+from lorasoups.config import did_you_mean
+from lorasoups.data import formatting as F
+from lorasoups.data import generated, hub, mirror
+from lorasoups.data.errors import DataError
+from lorasoups.data.registry import Entry, get_entry
+from lorasoups.data.splits import SPLITS, carve
+
+SOURCES = ("auto", "hub", "mirror", "generated")
+#: Fraction of a corpus shown as its validation split (a subset of train: corpora are memorised).
+CORPUS_VAL_FRACTION = 0.05
+
+
+class SourceUnavailable(DataError):
+    """A source that is absent (no hub, no mirror directory): ``auto`` moves on to the next one."""
+
+
+def mirror_root(override: str | Path | None = None) -> Path | None:
+    """The mirror directory: ``override``, else ``LORASOUPS_DATA_MIRROR``, else ``../shared/datasets``."""
+    if override is not None:
+        return Path(override)
+    return paths.data_mirror()
+
+
+def _records_fingerprint(records: Sequence[dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+_FILE_HASHES: dict[tuple[str, float], str] = {}
+
+
+def _files_version(files: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        key = (str(f), f.stat().st_mtime)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = hashlib.sha256(f.read_bytes()).hexdigest()
+        h.update(_FILE_HASHES[key].encode())
+    return "sha256:" + h.hexdigest()[:12]
+
+
+def _pick_split(entry: Entry, pools: dict[str, list[dict]], split: str, seed: int, val_fraction: float,
+                test_fraction: float, where: str) -> tuple[list[dict], dict[str, Any] | None]:
+    """The requested split from a source's pools, carving validation/test off train by seed."""
+    if entry.role == "corpus":
+        train = pools.get("train", [])
+        if split == "train":
+            return train, None
+        k = max(1, round(len(train) * CORPUS_VAL_FRACTION)) if train else 0
+        idx = sorted(random.Random(seed).sample(range(len(train)), k))
+        return [train[i] for i in idx], {"seed": seed, "validation_is_subset_of_train": True, "fraction":
+                                         CORPUS_VAL_FRACTION, "pool_size": len(train)}
+    if entry.role == "skill" and "train" in pools and ("validation" not in pools or "test" not in pools):
+        # Carve only the splits the source lacks (GSM8K has a test file; SQuAD a validation set).
+        parts, spec = carve(pools["train"], seed, 0.0 if "validation" in pools else val_fraction,
+                            0.0 if "test" in pools else test_fraction)
+        merged = {**pools, "train": parts["train"]}
+        for k in ("validation", "test"):
+            merged.setdefault(k, parts[k])
+        return merged[split], spec.to_dict()
+    if split in pools:
+        return pools[split], None
+    hint = "; source='generated' has one" if entry.generator and split in entry.splits else ""
+    raise DataError(f"dataset '{entry.name}' from {where} has no '{split}' split (it has: "
+                    f"{', '.join(sorted(pools)) or 'none'}){hint}")
+
+
+def _from_hub(entry: Entry, split: str, seed: int, vf: float, tf: float) -> tuple[list[dict], dict[str, Any]]:
+    try:
+        pools, revision = hub.read(entry, split)
+    except hub.HubSchemaError:
+        raise
+    except DataError as exc:
+        raise SourceUnavailable(str(exc)) from exc
+    recs, spec = _pick_split(entry, pools, split, seed, vf, tf, f"hub '{entry.hub_id}'")
+    return recs, {"origin": entry.hub_id, "hub_config": entry.hub_config, "source_version": revision,
+                  "split_spec": spec}
+
+
+def _from_mirror(entry: Entry, split: str, seed: int, vf: float, tf: float,
+                 root: Path | None) -> tuple[list[dict], dict[str, Any]]:
+    if not entry.mirror_files:
+        raise SourceUnavailable(f"dataset '{entry.name}' is not in the mirror ({entry.missing})")
+    if root is None:
+        raise SourceUnavailable("no data mirror (LORASOUPS_DATA_MIRROR unset and ../shared/datasets absent)")
+    pools = dict(mirror.read(entry, root))
+    dropped = pools.pop("_dropped", None)
+    recs, spec = _pick_split(entry, pools, split, seed, vf, tf, f"mirror '{root}'")
+    files = [root / f for f in entry.mirror_files]
+    meta = {"origin": [str(f.relative_to(root)) for f in files], "mirror_root": str(root),
+            "source_version": _files_version(files), "split_spec": spec}
+    if entry.mirror_note:
+        meta["stand_in"] = entry.mirror_note
+    if dropped:
+        meta["dropped"] = dropped
+    return recs, meta
+
+
+def _from_generator(entry: Entry, split: str, seed: int, size: int | None) -> tuple[list[dict], dict[str, Any]]:
+    if not entry.generator:
+        raise SourceUnavailable(f"dataset '{entry.name}' has no generator")
+    if entry.role == "corpus":
+        pool, version = generated.generate(entry, "train", size or entry.generated_size, seed)
+        recs, spec = _pick_split(entry, {"train": pool}, split, seed, 0, 0, "generator")
+    else:
+        recs, version = generated.generate(entry, split, size or entry.generated_size, seed)
+        spec = {"method": "sha256 hash partition of each instance's text (seed-independent)"}
+    return recs, {"origin": f"lorasoups.data.generated:{entry.generator}", "source_version": version,
+                  "split_spec": spec, "stand_in": f"generated offline miniature of '{entry.name}'"}
+
+
+def _pal_demos(source: str, root: Path | None, seed: int) -> tuple[list[dict], str]:
+    """PAL demonstrations matching the data's source: the paper's from the mirror, else generated."""
+    entry = get_entry("pal_fewshot")
+    if source != "generated" and root is not None:
+        try:
+            return _from_mirror(entry, "test", seed, 0, 0, root)[0], "mirror"
+        except SourceUnavailable:
+            pass
+    return _from_generator(entry, "test", seed, None)[0], "generated"
+
+
+def load(
+    name: str,
+    split: str,
+    source: str = "auto",
+    seed: int = 0,
+    size: int | None = None,
+    *,
+    mirror: str | Path | None = None,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    pal_shots: int = 1,
+) -> datasets.Dataset:
+    """One split of a registry dataset as a ``datasets.Dataset`` of formatted records.
+
+    ``source="auto"`` tries the hub, then the mirror, then the generator, moving on only when a
+    source is *absent* (hub unreachable, no mirror directory); a broken mirror file is an error,
+    never a silent fallback. ``seed`` fixes generated content and carved splits; ``size`` caps the
+    number of records (generated: how many to make). Program targets get a ``pal_shots``-shot
+    PAL prompt (the paper: 1 for trained models, 8 for the base model).
+    """
+    entry = get_entry(name)
+    if split not in SPLITS:
+        raise DataError(f"dataset '{name}': unknown split '{split}'{did_you_mean(split, SPLITS)}; "
+                        f"choose one of {', '.join(SPLITS)}")
+    if split not in entry.splits:
+        raise DataError(f"dataset '{name}' ({entry.role}) has no '{split}' split; it has: {', '.join(entry.splits)}")
+    if source not in SOURCES:
+        raise DataError(f"unknown source '{source}'{did_you_mean(source, SOURCES)}; choose one of {SOURCES}")
+    if size is not None and size < 1:
+        raise DataError(f"dataset '{name}': size must be >= 1, got {size}")
+    if source != "auto" and source not in entry.sources:
+        raise DataError(f"dataset '{name}' has no {source} source (it has: {', '.join(entry.sources)})"
+                        + (f"; {entry.missing}" if entry.missing else ""))
+    root = mirror_root(mirror)
+    order = [s for s in ("hub", "mirror", "generated") if s in entry.sources] if source == "auto" else [source]
+    skipped: dict[str, str] = {}
+    for src in order:
+        try:
+            if src == "hub":
+                recs, meta = _from_hub(entry, split, seed, val_fraction, test_fraction)
+            elif src == "mirror":
+                recs, meta = _from_mirror(entry, split, seed, val_fraction, test_fraction, root)
+            else:
+                recs, meta = _from_generator(entry, split, seed, size)
+        except SourceUnavailable as exc:
+            if source != "auto":
+                raise
+            skipped[src] = str(exc)
+            continue
+        break
+    else:
+        raise DataError(f"dataset '{name}': no source available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    if size is not None:
+        recs = recs[:size]
+    if entry.kind == "program":
+        demos, demo_src = _pal_demos(src, root, seed)
+        recs = [{**r, "prompt": F.pal_prompt(r["question"], demos, pal_shots)} for r in recs]
+        meta["pal_demos"] = {"source": demo_src, "shots": pal_shots}
+    where = f"dataset '{name}' split '{split}' from {src}"
+    if not recs:
+        raise DataError(f"{where}: no records")
+    cols = entry.columns
+    rows = []
+    for r in recs:
+        missing = [c for c in cols if c not in r]
+        if missing:
+            raise DataError(f"{where}: record '{r.get('id', '?')}' lacks field(s) {missing}")
+        rows.append({c: r[c] for c in cols})
+    ident = {
+        "name": name, "split": split, "source": src, "version": f"{entry.version}+{meta.pop('source_version')}",
+        "setting": entry.setting, "role": entry.role, "kind": entry.kind, "seed": seed, "size_requested": size,
+        "num_rows": len(rows), "fingerprint": _records_fingerprint(rows), **meta,
+    }
+    if skipped:
+        ident["skipped_sources"] = skipped
+    ds = datasets.Dataset.from_list(rows)
+    ds.info.description = json.dumps(ident, ensure_ascii=False)
+    ds.info.dataset_name = name
+    return ds
+
+
+def identity(ds: datasets.Dataset) -> dict[str, Any]:
+    """The provenance :func:`load` attached: name, split, source, version, fingerprint, seed, ..."""
+    try:
+        ident = json.loads(ds.info.description or "")
+    except json.JSONDecodeError:
+        ident = None
+    if not isinstance(ident, dict) or "source" not in ident:
+        raise DataError("this dataset carries no lorasoups provenance (was it made by lorasoups.data.load?)")
+    return ident
+
+
+def registry_table() -> list[dict[str, Any]]:
+    """One row per registry entry (for the README, notebooks and ``print``)."""
+    from lorasoups.data.registry import REGISTRY
+
+    return [{"name": e.name, "setting": e.setting, "role": e.role, "kind": e.kind, "sources": ",".join(e.sources),
+             "paper_size": e.paper_size, "mirror_size": e.mirror_size, "generated_size": e.generated_size,
+             "version": e.version, "hub_id": e.hub_id, "stand_in": e.mirror_note} for e in REGISTRY.values()]

@@ -1,0 +1,242 @@
+"""Readers for the local mirror (``lorasoups.paths.data_mirror()``): files -> formatted records.
+
+Each reader returns *pools*: the splits the files themselves provide (e.g. GSM8K's train and
+test); the loader carves whatever else is asked for by seed. Every record is checked field by
+field and an error names the file and line.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lorasoups.data import formatting as F
+from lorasoups.data.errors import DataError
+from lorasoups.data.grammar import PAPER_FORMATS
+from lorasoups.data.io import Row, read_records, read_text
+from lorasoups.data.registry import Entry
+
+Pools = dict[str, list[dict[str, Any]]]
+
+
+def _id(row: Row) -> str:
+    return f"{Path(row.file).name}:{row.line}"
+
+
+def _nonempty(rows: list[Row], path: Path) -> list[Row]:
+    if not rows:
+        raise DataError(f"{path}: no records")
+    return rows
+
+
+def check_files(entry: Entry, root: Path) -> list[Path]:
+    """The entry's files under ``root``; a clear error for a missing root or file."""
+    if not root.is_dir():
+        raise DataError(f"data mirror '{root}' is not a directory (set LORASOUPS_DATA_MIRROR or data.mirror)")
+    files = [root / f for f in entry.mirror_files]
+    for f in files:
+        if not f.is_file():
+            raise DataError(f"mirror directory '{f.parent}' has no file '{f.name}' expected for dataset "
+                            f"'{entry.name}' (mirror root {root})")
+    return files
+
+
+def _gsm8k_row(row: Row) -> dict[str, Any]:
+    question = row.get("question")
+    try:
+        solution, final = F.clean_gsm8k_solution(row.get("answer"))
+        target = float(final)
+    except ValueError as exc:
+        raise DataError(f"{row.where()}: field 'answer': {exc}") from exc
+    rec = F.sft_record(_id(row), question, solution)
+    return {**rec, "question": question, "answer": final, "target": target}
+
+
+def read_gsm8k(entry: Entry, files: list[Path]) -> Pools:
+    pools: Pools = {}
+    for f in files:
+        split = "test" if f.stem == "test" else "train"
+        pools[split] = [_gsm8k_row(r) for r in _nonempty(read_records(f), f)]
+    return pools
+
+
+def read_sft(entry: Entry, files: list[Path], output_field: str = "output") -> Pools:
+    """Alpaca-shaped files: instruction, input (may be empty), output.
+
+    A record with an empty output has nothing to learn; it is left out and *counted* (with its
+    lines) in the dataset's provenance, never dropped silently.
+    """
+    (f,) = files
+    recs, empty = [], []
+    for row in _nonempty(read_records(f), f):
+        output = row.get(output_field, allow_empty=True)
+        if not output.strip():
+            empty.append(row.line)
+            continue
+        recs.append(F.sft_record(_id(row), row.get("instruction"), output,
+                                 row.get("input", allow_empty=True) if "input" in row.data else ""))
+    if not recs:
+        raise DataError(f"{f}: every record has an empty '{output_field}'")
+    return {"train": recs, **({"_dropped": {"empty output (lines)": empty}} if empty else {})}  # type: ignore[dict-item]
+
+
+def read_alpaca_libre(entry: Entry, files: list[Path]) -> Pools:
+    """Keep ``status == 'ok'`` with a non-empty output, as the mirror's SOURCE.md advises; count the rest."""
+    (f,) = files
+    recs, dropped = [], {"status != ok": 0, "empty output": 0}
+    for row in _nonempty(read_records(f), f):
+        if row.get("status") != "ok":
+            dropped["status != ok"] += 1
+            continue
+        output = row.get("output", allow_empty=True)
+        if not output.strip():
+            dropped["empty output"] += 1
+            continue
+        recs.append(F.sft_record(_id(row), row.get("instruction"), output, row.get("input", allow_empty=True)))
+    return {"train": recs, "_dropped": dropped}  # type: ignore[dict-item]
+
+
+def read_gsm_hard(entry: Entry, files: list[Path]) -> Pools:
+    """The paper's test file (question + float answer) joined with GSM-Hard's reference programs."""
+    paper, pal = files
+    paper_rows, pal_rows = _nonempty(read_records(paper), paper), _nonempty(read_records(pal), pal)
+    if len(paper_rows) != len(pal_rows):
+        raise DataError(f"{paper} has {len(paper_rows)} records but {pal} has {len(pal_rows)}; expected the same "
+                        "problems in the same order")
+    recs = []
+    for a, b in zip(paper_rows, pal_rows):
+        question, target = a.get("instruction"), float(a.get("answer", (int, float)))
+        if b.get("input").strip() != question.strip():
+            raise DataError(f"{b.where()}: field 'input' differs from {a.where()} 'instruction' (files out of step)")
+        code = b.get("code").strip("\n")
+        recs.append({"id": _id(a), "instruction": question, "prompt": "", "completion": F.pal_completion(code),
+                     "question": question, "answer": F.format_number(target), "target": target, "code": code})
+    return {"test": recs}
+
+
+def read_pal_fewshot(entry: Entry, files: list[Path]) -> Pools:
+    (f,) = files
+    return {"test": [{"id": _id(r), "instruction": r.get("instruction"), "completion": r.get("output"),
+                      "answer": str(r.get("answer", (str, int, float)))} for r in _nonempty(read_records(f), f)]}
+
+
+def chunk_text(text: str, max_chars: int = 2000) -> list[str]:
+    """Split a corpus at line (then word) boundaries into chunks of at most ``max_chars``."""
+    chunks: list[str] = []
+    cur = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        pieces = [line] if len(line) <= max_chars else re.findall(rf".{{1,{max_chars}}}(?:\s|$)", line)
+        for piece in pieces:
+            piece = piece.strip()
+            if cur and len(cur) + 1 + len(piece) > max_chars:
+                chunks.append(cur)
+                cur = ""
+            cur = f"{cur}\n{piece}" if cur else piece
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def read_text_corpus(entry: Entry, files: list[Path]) -> Pools:
+    (f,) = files
+    return {"train": [{"id": f"{f.name}#{i}", "text": c} for i, c in enumerate(chunk_text(read_text(f)))]}
+
+
+def read_biology_contexts(entry: Entry, files: list[Path]) -> Pools:
+    """Stand-in corpus: the distinct page contexts attached to the biology questions."""
+    (f,) = files
+    seen: dict[str, str] = {}
+    for row in _nonempty(read_records(f), f):
+        if "context" in row.data:
+            ctx = row.get("context").strip()
+            seen.setdefault(ctx, _id(row))
+    if not seen:
+        raise DataError(f"{f}: no record has a 'context' field; the biology stand-in corpus would be empty")
+    return {"train": [{"id": i, "text": c} for c, i in seen.items()]}
+
+
+def _qa(row: Row, question: str, answer: str, context: str, instruction: str | None = None) -> dict[str, Any]:
+    inst = instruction or question
+    return {"id": _id(row), "instruction": inst, "prompt": F.alpaca_prompt(inst), "completion": answer,
+            "question": question, "answer": answer, "context": context}
+
+
+def read_qabot(entry: Entry, files: list[Path]) -> Pools:
+    """Closed-book questions; ``context`` (for the judge) is optional in the biology file."""
+    (f,) = files
+    recs = []
+    for row in _nonempty(read_records(f), f):
+        ctx = row.get("context", allow_empty=True) if "context" in row.data else ""
+        recs.append(_qa(row, row.get("instruction"), row.get("answer"), ctx))
+    return {"test": recs}
+
+
+_RC = re.compile(r"Context:\s*(?P<context>.*?)\s*\n\nQuestion:\s*(?P<question>.*)\Z", re.S)
+
+
+def read_rc(entry: Entry, files: list[Path]) -> Pools:
+    """BioASQ RC: the instruction already holds context and question; we split them out for the judge."""
+    (f,) = files
+    recs = []
+    for row in _nonempty(read_records(f), f):
+        inst = row.get("instruction")
+        m = _RC.search(inst)
+        if m:
+            question, context = m["question"].strip(), m["context"].strip()
+        elif entry.role == "fewshot":  # the second rc demo is a plain instruction without context
+            question, context = inst, ""
+        else:
+            raise DataError(f"{row.where()}: field 'instruction' lacks the 'Context: ... Question: ...' layout")
+        answer = row.get("answer") if "answer" in row.data else row.get("output")
+        recs.append(_qa(row, question, answer.strip(), context, instruction=inst))
+    return {"test": recs}
+
+
+_COUNT_ANSWER = re.compile(r"^the correct answer is (\d+)$")
+
+
+def read_counting(entry: Entry, files: list[Path]) -> Pools:
+    (f,) = files
+    split = "test" if entry.role == "target" else "train"
+    fmt = f"paper-{entry.extra['format']}"
+    assert entry.extra["format"] in PAPER_FORMATS
+    recs = []
+    for row in _nonempty(read_records(f), f):
+        out = row.get("output").strip()
+        m = _COUNT_ANSWER.match(out)
+        if not m:
+            raise DataError(f"{row.where()}: field 'output' should read 'the correct answer is N', got {out[:40]!r}")
+        inst = row.get("instruction")
+        recs.append({"id": _id(row), "instruction": inst, "prompt": F.alpaca_prompt(inst), "completion": out,
+                     "answer": m[1], "format": fmt})
+    return {split: recs}
+
+
+READERS: dict[str, Callable[[Entry, list[Path]], Pools]] = {
+    "metamathqa": lambda e, fs: {"train": [{k: r[k] for k in e.columns} for r in read_gsm8k(e, fs)["train"]]},
+    "gsm8k": read_gsm8k,
+    "code_alpaca": read_sft,
+    "code_alpaca_4k5": lambda e, fs: read_sft(e, fs, output_field="response"),
+    "gsm_hard": read_gsm_hard,
+    "pal_fewshot": read_pal_fewshot,
+    "dnd_manual": read_text_corpus,
+    "biology_chapter": read_biology_contexts,
+    "alpaca": read_alpaca_libre,
+    "alpaca_libre": read_alpaca_libre,
+    "qabot_dnd": read_qabot,
+    "qabot_biology": read_qabot,
+    "qa_fewshot": lambda e, fs: {"test": read_sft(e, fs)["train"]},  # noqa: E501
+    "rc_fewshot": read_rc,
+    "bioasq_rc": read_rc,
+    **{f"count_format{k}": read_counting for k in (1, 2, 3, 4, 7, 8, 10)},
+}
+
+
+def read(entry: Entry, root: Path) -> Pools:
+    """Pools of formatted records for ``entry`` from the mirror at ``root``."""
+    files = check_files(entry, root)
+    return READERS[entry.name](entry, files)

@@ -1,0 +1,215 @@
+"""Every dataset of the paper's four settings: one entry each, with its sources and a version.
+
+An entry is data (mergekit/lm-eval style): what the dataset is, its role in a setting, the record
+shape it loads as, and where it can come from: a hub id, files in the local mirror (possibly a
+documented stand-in for the paper's data), and a generator for an offline miniature.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lorasoups.config import did_you_mean
+from lorasoups.data.errors import DataError
+
+Role = Literal["skill", "corpus", "target", "fewshot"]
+Kind = Literal["sft", "corpus", "math", "program", "qa", "count", "fewshot"]
+
+#: Columns each record shape carries (every source of an entry yields exactly these).
+KIND_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sft": ("id", "instruction", "prompt", "completion"),
+    "corpus": ("id", "text"),
+    "math": ("id", "instruction", "prompt", "completion", "question", "answer", "target"),
+    "program": ("id", "instruction", "prompt", "completion", "question", "answer", "target", "code"),
+    "qa": ("id", "instruction", "prompt", "completion", "question", "answer", "context"),
+    "count": ("id", "instruction", "prompt", "completion", "answer", "format"),
+    "fewshot": ("id", "instruction", "completion", "answer"),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One dataset: description, role, setting, sources and size."""
+
+    name: str
+    description: str
+    setting: str
+    role: Role
+    kind: Kind
+    version: str
+    paper_size: int | None = None
+    """Records in the paper's version (None for corpora measured in words)."""
+    hub_id: str | None = None
+    hub_config: str | None = None
+    mirror_files: tuple[str, ...] = ()
+    """Files under the mirror root this entry reads (all must exist)."""
+    mirror_size: int | None = None
+    mirror_note: str = ""
+    """Set when the mirror holds a stand-in rather than the paper's data: what it is."""
+    generator: str | None = None
+    generated_size: int = 2000
+    """Default size of a generated split (smoke profiles pass a smaller ``size``)."""
+    missing: str = ""
+    """Why a source is unavailable (shown in errors and the README)."""
+    license: str = ""
+    splits: tuple[str, ...] = ("train", "validation", "test")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(s for s, ok in (("hub", self.hub_id), ("mirror", self.mirror_files),
+                                     ("generated", self.generator)) if ok)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return KIND_COLUMNS[self.kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "sources": list(self.sources), "columns": list(self.columns)}
+
+
+P = "lorasoups-paper/"
+_SKILL = ("train", "validation", "test")
+_TARGET = ("validation", "test")  # generated targets also have a small validation split (LoraHub, sweeps)
+
+_ENTRIES = [
+    # ---- hard math with code --------------------------------------------------------------------
+    Entry("metamathqa", "Math skill: MetaMathQA (augmented GSM8K/MATH) step-by-step solutions", "math_code", "skill",
+          "sft", "1.0", paper_size=395_000, hub_id="meta-math/MetaMathQA", mirror_files=("gsm8k/train.jsonl",),
+          mirror_size=7473, mirror_note="stand-in: GSM8K train solutions (MetaMathQA augments GSM8K/MATH train)",
+          generator="math_skill", license="MIT (MetaMathQA); MIT (GSM8K stand-in)",
+          missing="MetaMathQA is not in the mirror (395k records)"),
+    Entry("gsm8k", "GSM8K grade-school math: solutions for the math skill; test beside GSM-Hard", "math_code",
+          "skill", "math", "1.0", paper_size=8792, hub_id="openai/gsm8k", hub_config="main",
+          mirror_files=("gsm8k/train.jsonl", "gsm8k/test.jsonl"), mirror_size=8792, generator="math_skill_eval",
+          license="MIT"),
+    Entry("code_alpaca", "Code skill: Code Alpaca instructions with code answers", "math_code", "skill", "sft", "1.0",
+          paper_size=20_022, hub_id="sahil2801/CodeAlpaca-20k", mirror_files=("code-alpaca/code_alpaca_2k.json",),
+          mirror_size=2015, mirror_note="stand-in: the repository's 2k subset of Code Alpaca 20k (2 of its 2,017 records have an empty output and are left out)",
+          generator="code_skill", license="data CC BY-NC 4.0, code Apache-2.0",
+          missing="Code Alpaca 20k is not in the mirror"),
+    Entry("code_alpaca_4k5", "Code Alpaca repository's newer 4.5k set (several languages)", "math_code", "skill",
+          "sft", "1.0", mirror_files=("code-alpaca/new_codealpaca.json",), mirror_size=4535,
+          generator="code_skill", license="data CC BY-NC 4.0, code Apache-2.0",
+          missing="no hub copy is known"),
+    Entry("gsm_hard", "Target: GSM-Hard (GSM8K test with large numbers), answered by a PAL program", "math_code",
+          "target", "program", "1.0", paper_size=1319, hub_id="reasoning-machines/gsm-hard",
+          mirror_files=(P + "gsm_hard_test.json", "gsm-hard/gsmhardv2.jsonl"), mirror_size=1319,
+          generator="math_hard", generated_size=200, license="Apache-2.0 (PAL)", splits=_TARGET),
+    Entry("pal_fewshot", "The 8 PAL demonstrations (question + def solution() program)", "math_code", "fewshot",
+          "fewshot", "1.0", paper_size=8, mirror_files=(P + "few_shot/math.json",), mirror_size=8,
+          generator="pal_demos", generated_size=8, license="Apache-2.0 (PAL prompts)", splits=("test",),
+          missing="not on the hub as a dataset"),
+    # ---- QABot ------------------------------------------------------------------------------------
+    Entry("dnd_manual", "QABot skill 1: the D&D rules manual (System Reference Document) as text", "qabot", "corpus",
+          "corpus", "1.0", mirror_files=(P + "dnd_manual.txt",), mirror_size=None, generator="manual_corpus",
+          license="SRD text of Wizards of the Coast (OGL/CC BY 4.0); released with the paper's code",
+          missing="no hub copy of the paper's text", splits=("train", "validation")),
+    Entry("biology_chapter", "QABot skill 1 (biology): a biology textbook chapter as text", "qabot", "corpus",
+          "corpus", "1.0", mirror_files=(P + "qabot_biology_test.json",),
+          mirror_note="stand-in: the page contexts attached to the biology questions (the chapter is not released)",
+          generator="manual_corpus_b", license="as the paper's release (no license file)",
+          missing="the chapter text is in neither the hub nor the mirror", splits=("train", "validation")),
+    Entry("alpaca", "QABot skill 2: instruction following (Stanford Alpaca)", "qabot", "skill", "sft", "1.0",
+          paper_size=52_002, hub_id="tatsu-lab/alpaca", mirror_files=("alpaca-libre/alpaca_libre_tasks_v1.jsonl",),
+          mirror_size=1173, mirror_note="stand-in: alpaca-libre tasks with status 'ok' and a non-empty output",
+          generator="instructions", license="CC BY-NC 4.0 (Alpaca); MIT/CC0 (alpaca-libre stand-in)",
+          missing="Stanford Alpaca is not in the mirror"),
+    Entry("alpaca_libre", "alpaca-libre: Alpaca-recipe tasks (status 'ok', non-empty output)", "qabot", "skill", "sft",
+          "1.0", mirror_files=("alpaca-libre/alpaca_libre_tasks_v1.jsonl",), mirror_size=1173,
+          generator="instructions", license="MIT (data CC0)", missing="no hub copy is known"),
+    Entry("qabot_dnd", "Target: closed-book questions on the D&D manual, with page context for the judge", "qabot",
+          "target", "qa", "1.0", paper_size=50, mirror_files=(P + "qabot_dnd_test.json",), mirror_size=50,
+          generator="manual_questions", generated_size=40, splits=_TARGET,
+          license="as the paper's release (no license file)", missing="not on the hub"),
+    Entry("qabot_biology", "Target: closed-book questions on the biology chapter", "qabot", "target", "qa", "1.0",
+          paper_size=45, mirror_files=(P + "qabot_biology_test.json",), mirror_size=45,
+          generator="manual_questions_b", generated_size=40, splits=_TARGET,
+          license="as the paper's release (no license file)", missing="not on the hub"),
+    Entry("qa_fewshot", "4 instruction-following demonstrations used by the paper's QA prompts", "qabot", "fewshot",
+          "sft", "1.0", paper_size=4, mirror_files=(P + "few_shot/qa.json",), mirror_size=4,
+          generator="qa_demos", generated_size=4, splits=("test",), license="CC BY-NC 4.0 (Alpaca items)"),
+    # ---- reading comprehension ------------------------------------------------------------------
+    Entry("biomed_textbooks", "RC skill 1: biomedical textbook corpus", "reading_comprehension", "corpus", "corpus",
+          "1.0", generator="jargon_corpus", generated_size=60, splits=("train", "validation"),
+          missing="the paper's bioasq_train_textbooks.txt is not in the stored release and has no known hub id"),
+    Entry("squad", "RC skill 2: open-book QA (SQuAD v2)", "reading_comprehension", "skill", "sft", "1.0",
+          paper_size=130_319, hub_id="rajpurkar/squad_v2", generator="open_book_qa",
+          license="CC BY-SA 4.0", missing="SQuAD v2 is not in the mirror"),
+    Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
+          "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json",), mirror_size=201,
+          generator="jargon_questions", generated_size=200, splits=_TARGET,
+          license="BioASQ terms of use; released with the paper's code", missing="not on the hub"),
+    Entry("rc_fewshot", "2 reading-comprehension demonstrations", "reading_comprehension", "fewshot", "qa", "1.0",
+          paper_size=2, mirror_files=(P + "few_shot/rc.json",), mirror_size=2, generator="rc_demos",
+          generated_size=2, splits=("test",), license="as the paper's release"),
+]
+# ---- prompt robustness: task 161 in the paper's formats -------------------------------------------
+for _k in (1, 2, 4):
+    _ENTRIES.append(Entry(
+        f"count_format{_k}", f"Prompt-format skill: task 161 (count words containing a letter) in format {_k}",
+        "prompt_robustness", "skill", "count", "1.0", paper_size=6000,
+        mirror_files=(P + f"prompt_formats/train_format{_k}.json",), mirror_size=6000, generator="counting",
+        generated_size=2000, license="Apache-2.0 (SuperNaturalInstructions)", missing="not on the hub",
+        extra={"format": _k}))
+for _k in (3, 7, 8, 10):
+    _ENTRIES.append(Entry(
+        f"count_format{_k}", f"Prompt-format target: task 161 in unseen format {_k}", "prompt_robustness", "target",
+        "count", "1.0", paper_size=417, mirror_files=(P + f"prompt_formats/test_format{_k}.json",), mirror_size=417,
+        generator="counting", generated_size=417, splits=_TARGET, license="Apache-2.0 (SuperNaturalInstructions)",
+        missing="not on the hub", extra={"format": _k}))
+
+REGISTRY: dict[str, Entry] = {e.name: e for e in _ENTRIES}
+
+
+def get_entry(name: str) -> Entry:
+    """The registry entry, or a DataError with a "did you mean"."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, REGISTRY)}; known: "
+                        f"{', '.join(sorted(REGISTRY))}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One of the paper's four skill-composition settings."""
+
+    name: str
+    description: str
+    skill1: str
+    skill2: str
+    targets: tuple[str, ...]
+    metric: str
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Other pairings the paper reports in this setting (name -> overrides of skill1/skill2/targets)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        Setting("math_code", "Hard math with code: math skill + code skill -> GSM-Hard answered by programs",
+                "metamathqa", "code_alpaca", ("gsm_hard",), "execution accuracy (|pred - gold| <= 1e-3)",
+                {"gsm8k": {"targets": ("gsm8k",)}}),
+        Setting("qabot", "QABot: a manual's text + instruction following -> closed-book questions on the manual",
+                "dnd_manual", "alpaca", ("qabot_dnd",), "accuracy by LLM judge (QA judge, score 0-2)",
+                {"biology": {"skill1": "biology_chapter", "targets": ("qabot_biology",)}}),
+        Setting("reading_comprehension", "Reading comprehension: biomedical corpus + open-book QA -> BioASQ",
+                "biomed_textbooks", "squad", ("bioasq_rc",), "pairwise LLM judge -> ELO; token F1"),
+        Setting("prompt_robustness", "Prompt robustness: task 161 in format i + format j -> unseen formats",
+                "count_format1", "count_format2", ("count_format3", "count_format7", "count_format8",
+                                                  "count_format10"), "accuracy (exact count)",
+                {"1+4": {"skill2": "count_format4"}, "2+4": {"skill1": "count_format2", "skill2": "count_format4"}}),
+    ]
+}
+
+
+def get_setting(name: str) -> Setting:
+    try:
+        return SETTINGS[name]
+    except KeyError:
+        raise DataError(f"unknown setting '{name}'{did_you_mean(name, SETTINGS)}; known: "
+                        f"{', '.join(SETTINGS)}") from None

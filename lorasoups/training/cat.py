@@ -1,0 +1,285 @@
+"""CAT learning: the skill LoRAs stay frozen, only the soup's alphas train (LoRA Soups §3).
+
+The loop is TRL's ``SFTTrainer`` on the soup (a ``peft.PeftModel`` whose only trainable tensors
+are the alphas, or the routers for MoE, see :mod:`.moe`). What differs from skill SFT is what a
+checkpoint holds: :class:`SoupTrainer` saves and reloads just the trainable tensors (peft's
+``save_pretrained`` would write the reparametrised B without alpha and miss the alphas).
+The best checkpoint by validation loss is reloaded at the end (Trainer's ``load_best_model_at_end``).
+
+Two recipes (the authors' released script differs from the paper's text):
+
+=========  ===========================  ============================
+recipe     paper (default)              released
+=========  ===========================  ============================
+batch      8 x accumulation 4           6 x 1 (effective batch 6)
+loss       completion only              prompt and response
+dropout    LoRA dropout off             LoRA dropout on
+=========  ===========================  ============================
+
+Explicit values override the recipe; the resolved values are recorded in the run's config.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from lorasoups.config import ConfigError, to_dict
+from lorasoups.results import package_versions
+from lorasoups.training.runs import (
+    CheckpointMarker,
+    Run,
+    adapter_identity,
+    base_identity,
+    check_adapter_base,
+    dataset_fingerprint,
+    is_main_process,
+    wait_for_everyone,
+)
+from lorasoups.training.sft import (
+    RunResult,
+    check_dataset,
+    check_trainer_overrides,
+    finish,
+    load_for_training,
+    trl_args,
+)
+
+TRAINABLE_FILE = "soup_trainable.safetensors"
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
+              "completion_only_loss": True, "lora_dropout_on": False},
+    "released": {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1,
+                 "completion_only_loss": False, "lora_dropout_on": True},
+}
+
+
+@dataclass
+class SoupTrainConfig:
+    """``cat:`` / ``moe:`` section: learning a soup's mixing parameters."""
+
+    recipe: Literal["paper", "released"] = "paper"
+    """Defaults for batch, loss and dropout: the paper's text or the authors' released script."""
+    soup: dict[str, Any] = field(default_factory=dict)
+    """Parameters of the soup method (``lorasoups.merging`` CatParams / MoeParams: granularity, ...)."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate (paper: 1e-4)."""
+    num_train_epochs: float = 1.0
+    """Epochs over the mixture (paper: 1)."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: use num_train_epochs)."""
+    warmup_steps: float = 0
+    """Linear warm-up steps (below 1: a fraction of all steps)."""
+    lr_scheduler_type: str = "linear"
+    """transformers scheduler name."""
+    per_device_train_batch_size: int | None = None
+    """None: from the recipe."""
+    gradient_accumulation_steps: int | None = None
+    """None: from the recipe."""
+    completion_only_loss: bool | None = None
+    """None: from the recipe (paper: completion only; released: prompt and response)."""
+    lora_dropout_on: bool | None = None
+    """Keep the skill LoRAs' dropout active while training (None: from the recipe)."""
+    max_length: int = 1024
+    """Tokens per sequence."""
+    eval_steps: int = 50
+    """Evaluate on the validation split, and checkpoint, every this many steps."""
+    balance_loss_coef: float = 0.0
+    """MoE only: weight of the router load-balancing loss added to the LM loss."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 on CPU."""
+    seed: int = 0
+    """Seed of data order (and of a random alpha/router init)."""
+    logging_steps: int = 10
+    """Log the train loss every this many steps."""
+    save_total_limit: int | None = 2
+    """Checkpoints kept besides the best one."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Any other ``trl.SFTConfig`` argument, passed through (checked against its fields)."""
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"recipe {self.recipe!r} is not one of {list(RECIPES)}")
+        for key, value in RECIPES[self.recipe].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.eval_steps <= 0:
+            raise ConfigError(f"eval_steps must be > 0, got {self.eval_steps}")
+        check_trainer_overrides(self.trainer, "trainer")
+
+
+class SoupTrainer(SFTTrainer):
+    """SFTTrainer whose checkpoints hold only the soup's trainable tensors (alphas or routers)."""
+
+    def __init__(self, *args: Any, soup: nn.Module, balance_loss_coef: float = 0.0, **kwargs: Any):
+        from lorasoups.merging import trainable_parameters
+
+        self.soup_params = trainable_parameters(soup)
+        self.soup_model = soup
+        self.balance_loss_coef = balance_loss_coef
+        super().__init__(*args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        if not self.args.should_save:
+            return
+        out = Path(output_dir or self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self.soup_params.items()}
+        save_file(tensors, str(out / TRAINABLE_FILE), metadata={"format": "pt"})
+
+    @torch.no_grad()
+    def load_trainable(self, checkpoint: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(Path(checkpoint) / TRAINABLE_FILE))
+        if sorted(tensors) != sorted(self.soup_params):
+            raise RuntimeError(f"{checkpoint}: holds {sorted(tensors)[:3]}..., the soup trains {sorted(self.soup_params)[:3]}...")
+        for name, p in self.soup_params.items():
+            p.copy_(tensors[name].to(p.device, p.dtype))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        self.load_trainable(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        self.load_trainable(self.state.best_model_checkpoint)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.balance_loss_coef and model.training:
+            from lorasoups.merging import load_balancing_loss
+
+            loss = loss + self.balance_loss_coef * load_balancing_loss(self.soup_model)
+        return (loss, outputs) if return_outputs else loss
+
+
+class ProjectAlphas(TrainerCallback):
+    """After each optimiser step, clip raw alphas into [0, 1] (the ``clamp`` parameterisation)."""
+
+    def __init__(self, soup: nn.Module):
+        self.soup = soup
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from lorasoups.merging import project_alphas_
+
+        project_alphas_(self.soup)
+        return control
+
+
+def set_lora_dropout(soup: nn.Module, on: bool) -> list[float]:
+    """Turn the soup adapter's LoRA dropout off (p = 0) or leave it; returns the previous p's."""
+    from lorasoups.merging.soup import ADAPTER
+
+    old = []
+    for m in soup.modules():
+        drop = getattr(m, "lora_dropout", None)
+        if isinstance(drop, nn.ModuleDict) and ADAPTER in drop and isinstance(drop[ADAPTER], nn.Dropout):
+            old.append(drop[ADAPTER].p)
+            if not on:
+                drop[ADAPTER].p = 0.0
+    return old
+
+
+def train_soup(
+    method: str,
+    base: str,
+    adapters: list[str | Path],
+    train_dataset: Any,
+    eval_dataset: Any,
+    cfg: SoupTrainConfig | None = None,
+    *,
+    name: str | None = None,
+    callbacks: list[Any] = (),
+) -> RunResult:
+    """Learn a soup's trainable parameters (``cat`` alphas, ``moe`` routers) on a mixture.
+
+    Writes ``soup/`` (:func:`lorasoups.merging.save_soup`), and for CAT ``alphas.json``,
+    ``alphas.png`` and ``adapter/`` (the folded, standard PEFT adapter).
+    """
+    from lorasoups.merging import METHODS, build
+
+    cfg = cfg or SoupTrainConfig()
+    if method not in METHODS or not METHODS[method].learnable:
+        raise ConfigError(f"train_soup: method {method!r} has nothing to learn (learnable: "
+                          f"{[m for m, s in METHODS.items() if s.learnable]})")
+    where = name or method
+    check_dataset(train_dataset, f"{where}: train_dataset", cfg.completion_only_loss)
+    check_dataset(eval_dataset, f"{where}: eval_dataset (the validation split picks the best checkpoint)",
+                  cfg.completion_only_loss)
+    check_adapter_base(adapters, base)
+    run = Run(method, where, {
+        "base": base_identity(base),
+        "adapters": [adapter_identity(a) for a in adapters],
+        "train_data": dataset_fingerprint(train_dataset),
+        "eval_data": dataset_fingerprint(eval_dataset),
+        method: to_dict(cfg),
+    })
+    if run.is_complete():
+        return RunResult(run.dir, run.adapter if (run.adapter).is_dir() else None, True, run.summary())
+
+    model, tokenizer = load_for_training(base, seed=cfg.seed)
+    soup = build(method, model, [str(a) for a in adapters], **cfg.soup)
+    set_lora_dropout(soup, bool(cfg.lora_dropout_on))
+    run.start()
+    args = trl_args(cfg, run.checkpoints, eval_strategy="steps", eval_steps=cfg.eval_steps,
+                    save_steps=cfg.eval_steps, load_best_model_at_end=True,
+                    metric_for_best_model="eval_loss", greater_is_better=False)
+    extra_cbs = []
+    if method == "cat" and soup.lorasoup.params.get("parameterisation") == "clamp":
+        extra_cbs.append(ProjectAlphas(soup))
+    trainer = SoupTrainer(model=soup, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                          processing_class=tokenizer, soup=soup, balance_loss_coef=cfg.balance_loss_coef,
+                          callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
+    start = time.perf_counter()
+    resume = run.last_checkpoint()
+    initial_eval = None if resume else trainer.evaluate()["eval_loss"]
+    output = trainer.train(resume_from_checkpoint=resume)
+    final_eval = trainer.evaluate()["eval_loss"]  # after the best checkpoint is reloaded
+    summary = {
+        "kind": method,
+        "name": run.name,
+        "key": run.key,
+        "recipe": cfg.recipe,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "eval_loss_before": initial_eval,
+        "eval_loss_best": final_eval,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "metrics": output.metrics,
+        "seconds_this_session": round(time.perf_counter() - start, 2),
+        "versions": package_versions(),
+    }
+    if is_main_process():
+        write_soup_outputs(soup, run, method)
+    wait_for_everyone()
+    finish(trainer, run, summary)
+    return RunResult(run.dir, run.adapter if run.adapter.is_dir() else None, False, summary, model=soup)
+
+
+def write_soup_outputs(soup: nn.Module, run: Run, method: str) -> None:
+    """soup/ always; alphas table, heatmap and the folded adapter for CAT (MoE cannot be folded)."""
+    from lorasoups.merging import METHODS, alphas_table, export_adapter, plot_alphas, save_soup
+
+    save_soup(soup, run.dir / "soup", overwrite=True)
+    if method == "cat":
+        table = alphas_table(soup)
+        (run.dir / "alphas.json").write_text(json.dumps(table, indent=2) + "\n")
+        plot_alphas(table, run.dir / "alphas.png", title=f"learned CAT alpha ({run.name})")
+    if METHODS[method].exportable:
+        export_adapter(soup, run.adapter, overwrite=True)
+
+
+def train_cat(base: str, adapters: list[str | Path], train_dataset: Any, eval_dataset: Any,
+              cfg: SoupTrainConfig | None = None, **kwargs: Any) -> RunResult:
+    """Learned CAT: only the alphas train (granularity etc. in ``cfg.soup``)."""
+    return train_soup("cat", base, adapters, train_dataset, eval_dataset, cfg, **kwargs)

@@ -1,0 +1,374 @@
+"""Skill SFT: one LoRA on one dataset with TRL's ``SFTTrainer`` and a peft ``LoraConfig``.
+
+Defaults are the paper's (§B.1): rank 32, lora_alpha 64, dropout 0.05 on q/k/v/up/down_proj;
+AdamW, lr 3e-4, 3 epochs, 100 warm-up steps, linear decay, batch 8 x gradient accumulation 4,
+half precision on GPU. Loss: completion-only for prompt/completion records, plain LM loss for
+``text`` corpora (TRL picks it from the columns; ``completion_only_loss`` forces it).
+
+:class:`SftConfig` is flat (the project's config style, one docstring per field) and maps field by
+field onto ``trl.SFTConfig`` (same names); anything else TRL/transformers accepts goes through
+``trainer:`` and is checked against ``SFTConfig``'s own fields before anything runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from lorasoups.config import ConfigError, did_you_mean, to_dict
+from lorasoups.models import DEFAULT_TARGET_MODULES, load_base, short_name
+from lorasoups.results import package_versions
+from lorasoups.training.runs import (
+    CheckpointMarker,
+    Run,
+    base_identity,
+    check_adapter_base,
+    dataset_fingerprint,
+    is_main_process,
+    publish_dir,
+    save_loss_curve,
+    wait_for_everyone,
+)
+
+#: SftConfig fields that are not SFTConfig arguments (LoRA, precision, our own switches).
+_OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "trainer")
+
+
+@dataclass
+class SftConfig:
+    """``sft:`` section: one skill LoRA (paper §B.1 defaults)."""
+
+    # LoRA
+    r: int = 32
+    """LoRA rank."""
+    lora_alpha: float = 64.0
+    """LoRA scaling numerator (scaling = lora_alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    """Module names (last path component) to adapt."""
+    # Data
+    max_length: int = 1024
+    """Tokens per sequence (truncated beyond; the block length with packing). 2048 for long corpora,
+    short for QA memorisation, as the paper found."""
+    packing: bool = False
+    """Pack several sequences into each block (TRL's best-fit packing)."""
+    completion_only_loss: bool | None = None
+    """None: completion-only for prompt/completion data, full LM loss for ``text`` corpora."""
+    # Trainer
+    learning_rate: float = 3e-4
+    """AdamW learning rate."""
+    num_train_epochs: float = 3.0
+    """Epochs over the training set."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: use num_train_epochs). Smoke runs set it."""
+    warmup_steps: float = 100
+    """Linear warm-up steps (a value below 1 is a fraction of all steps)."""
+    lr_scheduler_type: str = "linear"
+    """transformers scheduler name; the paper decays linearly."""
+    per_device_train_batch_size: int = 8
+    """Sequences per device per micro-batch."""
+    gradient_accumulation_steps: int = 4
+    """Micro-batches per optimiser step."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    optim: str = "adamw_torch"
+    """transformers optimiser name."""
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward (TRL defaults to True; off: our models are small)."""
+    seed: int = 0
+    """Seed of LoRA init, data order and dropout."""
+    logging_steps: int = 10
+    """Log the train loss every this many steps (the curve saved with the run)."""
+    save_steps: int = 100
+    """Checkpoint every this many steps (what a killed run resumes from)."""
+    save_total_limit: int | None = 2
+    """Checkpoints kept (oldest deleted first)."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Any other ``trl.SFTConfig`` argument, passed through (checked against its fields)."""
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ConfigError(f"sft.r: LoRA rank must be > 0, got {self.r}")
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"sft.lora_alpha must be > 0, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"sft.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.target_modules:
+            raise ConfigError("sft.target_modules is empty")
+        if self.max_length <= 0:
+            raise ConfigError(f"sft.max_length must be > 0, got {self.max_length}")
+        check_trainer_overrides(self.trainer, "sft.trainer")
+
+
+@dataclass
+class RunResult:
+    """What a training function returns: where the run lives, and whether it was reused."""
+
+    run_dir: Path
+    adapter_dir: Path | None
+    reused: bool
+    summary: dict[str, Any]
+    model: Any = None  # the trained model when this call trained it (None when reused)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_trainer_overrides(overrides: dict[str, Any], where: str) -> None:
+    """Reject a ``trainer:`` key that ``trl.SFTConfig`` does not have (with a "did you mean")."""
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(f"{where}: '{key}' is not a trl.SFTConfig argument{did_you_mean(key, known)}")
+        if key in ("output_dir", "resume_from_checkpoint"):
+            raise ConfigError(f"{where}: '{key}' is set by the run directory; do not override it")
+
+
+def precision_kwargs(precision: str) -> dict[str, bool]:
+    """bf16/fp16 flags for TrainingArguments (TRL turns bf16 on by default, even on CPU)."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ConfigError("precision 'fp16' needs a CUDA GPU (mixed-precision fp16 is not supported on CPU)")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def trl_args(cfg: Any, output_dir: Path, **extra: Any):
+    """``trl.SFTConfig`` from our config: every field with an SFTConfig name maps onto it."""
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig)}
+    mapped = {k: v for k, v in to_dict(cfg).items() if k in known and k not in _OWN_FIELDS}
+    kwargs = {
+        **mapped,
+        **precision_kwargs(cfg.precision),
+        "output_dir": str(output_dir),
+        "save_strategy": "steps",
+        "report_to": "none",
+        "logging_first_step": True,
+        **extra,
+        **cfg.trainer,
+    }
+    return SFTConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- validation
+def check_dataset(ds: Any, where: str, completion_only_loss: bool | None = None) -> str:
+    """Non-empty, with ``text`` or ``prompt``+``completion`` (or ``messages``) columns; returns the kind."""
+    if ds is None or len(ds) == 0:
+        raise ConfigError(f"{where}: the dataset is empty; nothing to train on")
+    cols = set(ds.column_names)
+    if {"prompt", "completion"} <= cols:
+        kind = "prompt_completion"
+        for i, (p, c) in enumerate(zip(ds["prompt"], ds["completion"])):
+            if not isinstance(c, (str, list)) or not c:
+                raise ConfigError(f"{where}: row {i} field 'completion' is empty or not text")
+            if not isinstance(p, (str, list)):
+                raise ConfigError(f"{where}: row {i} field 'prompt' is not text")
+    elif "text" in cols:
+        kind = "text"
+        for i, t in enumerate(ds["text"]):
+            if not isinstance(t, str) or not t.strip():
+                raise ConfigError(f"{where}: row {i} field 'text' is empty or not text")
+    elif "messages" in cols:
+        kind = "messages"
+    else:
+        raise ConfigError(
+            f"{where}: records need 'prompt' and 'completion' (instruction data) or 'text' (a corpus); "
+            f"got columns {sorted(cols)}"
+        )
+    if completion_only_loss and kind != "prompt_completion":
+        raise ConfigError(f"{where}: completion_only_loss is true but the records are {kind}, not prompt/completion")
+    return kind
+
+
+def check_target_modules(model: torch.nn.Module, targets: list[str], where: str = "sft.target_modules") -> None:
+    """Every target names a Linear layer of the model (peft would only fail later, mid-setup)."""
+    leaves = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)}
+    for t in targets:
+        if t not in leaves and not any(name.endswith(t) for name, _ in model.named_modules()):
+            raise ConfigError(
+                f"{where}: the base model has no linear module '{t}'{did_you_mean(t, leaves)} "
+                f"(linear modules: {', '.join(sorted(leaves))})"
+            )
+
+
+# --------------------------------------------------------------------------- the run
+def load_for_training(base: str, merge_adapters: list[str | Path] = (), seed: int = 0):
+    """Base model (on CPU, fp32: the Trainer places and casts it) with earlier adapters merged in."""
+    model, tokenizer = load_base(base, dtype="float32", device="cpu", seed=seed)
+    for adapter in merge_adapters:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    tokenizer.padding_side = "right"  # training pads on the right (load_base left-pads for generation)
+    return model, tokenizer
+
+
+def make_sft_trainer(model, tokenizer, train_dataset: Any, cfg: SftConfig, output_dir: Path,
+                     eval_dataset: Any = None, callbacks: list[Any] = ()):
+    """TRL's SFTTrainer with a fresh LoRA (from ``cfg``) on ``model``; nothing trained yet."""
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    extra = {"eval_strategy": "steps", "eval_steps": cfg.save_steps} if eval_dataset is not None else {}
+    args = trl_args(cfg, output_dir, **extra)
+    return SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      processing_class=tokenizer, peft_config=lora, callbacks=list(callbacks))
+
+
+def train_sft(
+    base: str,
+    train_dataset: Any,
+    cfg: SftConfig | None = None,
+    *,
+    name: str | None = None,
+    eval_dataset: Any = None,
+    merge_adapters: list[str | Path] = (),
+    callbacks: list[Any] = (),
+    kind: str = "sft",
+) -> RunResult:
+    """Train one LoRA on ``train_dataset`` over base model ``base`` (a name or a model directory).
+
+    The run directory is keyed by the hash of everything that decides the result (config, base
+    identity, data content); a finished run is returned as is, a killed one resumes. Under
+    ``accelerate launch`` every rank calls this with the same arguments.
+    ``merge_adapters``: adapters merged into the base before training (DATA-MIX sequential).
+    """
+    cfg = cfg or SftConfig()
+    data_kind = check_dataset(train_dataset, f"{name or kind}: train_dataset", cfg.completion_only_loss)
+    if eval_dataset is not None:
+        check_dataset(eval_dataset, f"{name or kind}: eval_dataset", cfg.completion_only_loss)
+    if merge_adapters:
+        check_adapter_base(list(merge_adapters), base)
+    run = Run(kind, name or short_name(base), {
+        "base": base_identity(base, list(merge_adapters)),
+        "train_data": dataset_fingerprint(train_dataset),
+        "eval_data": dataset_fingerprint(eval_dataset),
+        "sft": to_dict(cfg),
+    })
+    if run.is_complete():
+        return RunResult(run.dir, run.adapter, True, run.summary())
+
+    model, tokenizer = load_for_training(base, merge_adapters)
+    check_target_modules(model, cfg.target_modules)
+    run.start()
+    trainer = make_sft_trainer(model, tokenizer, train_dataset, cfg, run.checkpoints, eval_dataset,
+                               [CheckpointMarker(), *callbacks])
+    start = time.perf_counter()
+    resume = run.last_checkpoint()
+    output = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    summary = {
+        "kind": kind,
+        "name": run.name,
+        "key": run.key,
+        "data_kind": data_kind,
+        "resumed_from": resume,
+        "global_step": trainer.state.global_step,
+        "train_loss": output.training_loss,
+        "metrics": output.metrics,
+        "seconds_this_session": round(seconds, 2),
+        "versions": package_versions(),
+    }
+    save_adapter(trainer, run, {"base": base, "merged_adapters": [str(a) for a in merge_adapters]})
+    finish(trainer, run, summary)
+    return RunResult(run.dir, run.adapter, False, summary, model=trainer.model)
+
+
+def save_adapter(trainer: Any, run: Run, provenance: dict[str, Any]) -> Path:
+    """The final adapter, written to a temporary sibling by every rank (ZeRO-3 gathers), then renamed."""
+    tmp = run.dir / ".adapter.tmp"
+    if is_main_process() and tmp.exists():
+        shutil.rmtree(tmp)
+    wait_for_everyone()
+    trainer.save_model(str(tmp))
+    wait_for_everyone()
+    if is_main_process():
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run's config.json says it all
+        (tmp / "lorasoups_train.json").write_text(json.dumps({"run": run.dir.name, **provenance}, indent=2))
+        publish_dir(tmp, run.adapter)
+    wait_for_everyone()
+    return run.adapter
+
+
+def finish(trainer: Any, run: Run, summary: dict[str, Any]) -> None:
+    """Loss curve and log history, then COMPLETE (last), then everyone leaves together."""
+    if is_main_process():
+        save_loss_curve(trainer.state.log_history, run.dir)
+    run.finish(summary)
+    wait_for_everyone()
+
+
+# --------------------------------------------------------------------------- command line
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> RunResult:
+    """``python -m lorasoups.training.sft`` (or under ``accelerate launch``): one skill LoRA.
+
+    Data: ``--dataset NAME`` (the data registry) or ``--data-file x.jsonl`` (records with
+    prompt/completion or text). Config: the ``sft:`` section of ``--config`` YAML files (left to
+    right), then ``--set key=value`` overrides, all validated before anything loads.
+    """
+    import argparse
+
+    from lorasoups.config import from_dict, load_layers
+
+    ap = argparse.ArgumentParser(prog="python -m lorasoups.training.sft", description=main.__doc__)
+    ap.add_argument("--base", default="smollm2-135m-instruct", help="model name or directory")
+    ap.add_argument("--dataset", help="data registry name (lorasoups.data.REGISTRY)")
+    ap.add_argument("--source", default="auto", help="data source: auto, hub, mirror or generated")
+    ap.add_argument("--size", type=int, default=None, help="records to load (default: all)")
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--data-file", help="a JSON-lines file of records instead of --dataset")
+    ap.add_argument("--config", action="append", default=[], help="YAML file with an sft: section")
+    ap.add_argument("--set", action="append", default=[], help="sft field override, key=value")
+    ap.add_argument("--name", default=None, help="run name (default: the dataset's)")
+    a = ap.parse_args(argv)
+    if bool(a.dataset) == bool(a.data_file):
+        ap.error("give exactly one of --dataset and --data-file")
+    layers = load_layers(*a.config, overrides={"sft": _parse_set(a.set)}) if a.config or a.set else {}
+    cfg = from_dict(SftConfig, layers.get("sft") or {}, where=" + ".join(a.config) + ":sft" if a.config else "sft")
+    if a.data_file:
+        from datasets import Dataset
+
+        from lorasoups.data.io import read_records
+
+        train = Dataset.from_list([dict(r.data) for r in read_records(Path(a.data_file))])
+        name = a.name or Path(a.data_file).stem
+    else:
+        from lorasoups.data import load
+
+        train = load(a.dataset, "train", source=a.source, seed=a.data_seed, size=a.size)
+        name = a.name or a.dataset
+    result = train_sft(a.base, train, cfg, name=name)
+    if is_main_process():
+        print(json.dumps({"run_dir": str(result.run_dir), "adapter": str(result.adapter_dir),
+                          "reused": result.reused, "train_loss": result.summary.get("train_loss")}))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The registry, ``load`` from every source, provenance, and every bad-input error."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorasoups.config import ConfigError, from_dict
+from lorasoups.data import (
+    KIND_COLUMNS,
+    REGISTRY,
+    SETTINGS,
+    DataConfig,
+    DataError,
+    get_entry,
+    identity,
+    load,
+    mirror_root,
+    registry_table,
+    to_conversational,
+)
+
+MIRROR = mirror_root()
+needs_mirror = pytest.mark.skipif(MIRROR is None or not Path(MIRROR).is_dir(), reason="data mirror absent")
+
+
+def test_registry_lists_every_setting_dataset_with_sizes():
+    for s in SETTINGS.values():
+        names = [s.skill1, s.skill2, *s.targets]
+        for v in s.variants.values():
+            names += [v.get("skill1", s.skill1), v.get("skill2", s.skill2), *v.get("targets", ())]
+        for n in names:
+            assert n in REGISTRY
+        assert REGISTRY[s.targets[0]].role == "target"
+        assert REGISTRY[s.skill1].role in ("skill", "corpus") and REGISTRY[s.skill2].role == "skill"
+    assert set(SETTINGS) == {"math_code", "qabot", "reading_comprehension", "prompt_robustness"}
+    for e in REGISTRY.values():
+        assert e.generator, f"{e.name} has no offline generator"
+        assert e.version and e.description
+    rows = registry_table()
+    assert len(rows) == len(REGISTRY) and all("generated_size" in r for r in rows)
+    assert REGISTRY["gsm_hard"].paper_size == 1319 and REGISTRY["gsm_hard"].hub_id == "reasoning-machines/gsm-hard"
+
+
+@needs_mirror
+@pytest.mark.parametrize("name", [n for n, e in REGISTRY.items() if e.mirror_files])
+def test_each_mirrored_dataset_loads(name):
+    e = REGISTRY[name]
+    total = 0
+    for split in e.splits:
+        try:
+            ds = load(name, split, source="mirror")
+        except DataError as exc:  # mirror targets hold only the test file
+            assert e.role == "target" and split == "validation", exc
+            continue
+        assert ds.column_names == list(KIND_COLUMNS[e.kind])
+        ident = identity(ds)
+        assert ident["source"] == "mirror" and ident["num_rows"] == len(ds) > 0
+        if e.role != "corpus" or split == "train":
+            total += len(ds)
+    if e.mirror_size:  # the record counts stated in the mirror's SOURCE.md files
+        assert total == e.mirror_size
+
+
+@needs_mirror
+def test_mirror_sizes_match_the_files_counted_independently():
+    def count(rel):
+        p = MIRROR / rel
+        return len(json.loads(p.read_text())) if p.suffix == ".json" else len(p.read_text().splitlines())
+
+    assert len(load("gsm_hard", "test", source="mirror")) == count("gsm-hard/gsmhardv2.jsonl") == 1319
+    assert len(load("gsm8k", "test", source="mirror")) == count("gsm8k/test.jsonl")
+    sizes = [len(load("gsm8k", s, source="mirror")) for s in ("train", "validation")]
+    assert sum(sizes) == count("gsm8k/train.jsonl")
+    assert len(load("qabot_dnd", "test", source="mirror")) == 50
+    assert len(load("qabot_biology", "test", source="mirror")) == 45
+    assert len(load("bioasq_rc", "test", source="mirror")) == 201
+    assert len(load("count_format7", "test", source="mirror")) == 417
+    raw = [json.loads(x) for x in (MIRROR / "alpaca-libre/alpaca_libre_tasks_v1.jsonl").read_text().splitlines()]
+    ok = [r for r in raw if r["status"] == "ok" and r["output"].strip()]
+    assert sum(len(load("alpaca", s, source="mirror")) for s in ("train", "validation", "test")) == len(ok)
+    hard = load("gsm_hard", "test", source="mirror")
+    assert hard[0]["target"] == -9867630.0 and "def solution" in hard[0]["code"]
+
+
+@needs_mirror
+def test_auto_prefers_mirror_offline_and_records_it(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    ds = load("metamathqa", "train", size=5)
+    ident = identity(ds)
+    assert ident["source"] == "mirror" and "GSM8K" in ident["stand_in"]
+    assert "HF_DATASETS_OFFLINE" in ident["skipped_sources"]["hub"]
+    assert len(ds) == 5
+    assert identity(ds.select(range(2)))["name"] == "metamathqa"  # provenance survives select
+    with pytest.raises(DataError, match="hub .* unavailable: HF_DATASETS_OFFLINE"):
+        load("gsm_hard", "test", source="hub")
+
+
+def test_auto_falls_to_generated_without_a_mirror(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.delenv("LORASOUPS_DATA_MIRROR", raising=False)
+    monkeypatch.setattr("lorasoups.paths.data_mirror", lambda: None)
+    ident = identity(load("gsm_hard", "test", size=4))
+    assert ident["source"] == "generated" and set(ident["skipped_sources"]) == {"hub", "mirror"}
+    assert identity(load("squad", "train", size=4))["source"] == "generated"  # never in the mirror
+
+
+def test_sft_records_suit_trl_prompt_completion():
+    from trl.data_utils import is_conversational
+
+    ds = load("code_alpaca", "train", source="generated", size=4)
+    rec = ds[0]
+    assert rec["prompt"].endswith("### Response:\n") and rec["completion"]
+    assert not is_conversational(rec)
+    conv = to_conversational(ds)
+    assert is_conversational(conv[0]) and conv[0]["completion"][0]["content"] == rec["completion"]
+
+
+def test_data_config_section():
+    cfg = from_dict(DataConfig, {"seed": 2, "cat_fraction": 0.1}, "configs/x.yaml:data")
+    assert cfg.size("smoke") == cfg.smoke_size and cfg.size("full", target=True) is None
+    with pytest.raises(ConfigError, match="did you mean 'cat_fraction'"):
+        from_dict(DataConfig, {"cat_fractoin": 0.1}, "configs/x.yaml:data")
+    with pytest.raises(ConfigError, match="cat_fraction"):
+        from_dict(DataConfig, {"cat_fraction": 0.0}, "configs/x.yaml:data")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+def test_unknown_names_splits_and_sources_suggest():
+    with pytest.raises(DataError, match="did you mean 'gsm_hard'"):
+        load("gsm_hrad", "test")
+    with pytest.raises(DataError, match="did you mean 'validation'"):
+        load("gsm_hard", "valdation")
+    with pytest.raises(DataError, match="did you mean 'mirror'"):
+        load("gsm_hard", "test", source="miror")
+    with pytest.raises(DataError, match="has no 'train' split"):
+        load("gsm_hard", "train")
+    with pytest.raises(DataError, match="no mirror source.*SQuAD v2 is not in the mirror"):
+        load("squad", "train", source="mirror")
+    with pytest.raises(DataError, match="unknown dataset"):
+        get_entry("nope")
+
+
+def _fake_mirror(tmp_path: Path, train: str, test: str = '{"question": "q?", "answer": "x\\n#### 1"}\n') -> Path:
+    d = tmp_path / "gsm8k"
+    d.mkdir(parents=True)
+    (d / "train.jsonl").write_text(train)
+    (d / "test.jsonl").write_text(test)
+    return tmp_path
+
+
+GOOD = '{"question": "What is 1+1?", "answer": "1+1 = <<1+1=2>>2\\n#### 2"}\n'
+
+
+def test_malformed_jsonl_line_names_file_and_line(tmp_path):
+    root = _fake_mirror(tmp_path, GOOD + GOOD + '{"question": "x", "answer": \n')
+    with pytest.raises(DataError, match=r"gsm8k/train\.jsonl:3: malformed JSON line"):
+        load("gsm8k", "train", source="mirror", mirror=root)
+
+
+def test_missing_field_names_file_line_and_field(tmp_path):
+    root = _fake_mirror(tmp_path, GOOD + '\n{"question": "What is 2+2?"}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl:3: missing field 'answer'"):
+        load("gsm8k", "train", source="mirror", mirror=root)
+    root2 = _fake_mirror(tmp_path / "b", GOOD + '{"question": "Q", "answer": "no final line"}\n')
+    with pytest.raises(DataError, match=r"train\.jsonl:2: field 'answer': no '#### <answer>' line"):
+        load("gsm8k", "train", source="mirror", mirror=root2)
+
+
+def test_malformed_json_array_and_bad_types_name_the_line(tmp_path):
+    d = tmp_path / "lorasoups-paper"
+    d.mkdir()
+    (d / "qabot_dnd_test.json").write_text('[\n {"instruction": "Q1?", "answer": "A"},\n {"instruction": "Q2?",,}\n]')
+    with pytest.raises(DataError, match=r"qabot_dnd_test\.json:3: malformed JSON in record 1"):
+        load("qabot_dnd", "test", source="mirror", mirror=tmp_path)
+    (d / "qabot_dnd_test.json").write_text('[\n {"instruction": "Q1?", "answer": "A"},\n\n {"instruction": 7, '
+                                           '"answer": "B"}\n]')
+    with pytest.raises(DataError, match=r"qabot_dnd_test\.json:4: field 'instruction' should be str, got int"):
+        load("qabot_dnd", "test", source="mirror", mirror=tmp_path)
+
+
+def test_empty_datasets_are_errors(tmp_path):
+    root = _fake_mirror(tmp_path, "\n")
+    with pytest.raises(DataError, match=r"train\.jsonl: no records"):
+        load("gsm8k", "train", source="mirror", mirror=root)
+    d = tmp_path / "lorasoups-paper"
+    d.mkdir()
+    (d / "qabot_dnd_test.json").write_text("[]")
+    with pytest.raises(DataError, match=r"qabot_dnd_test\.json: no records"):
+        load("qabot_dnd", "test", source="mirror", mirror=tmp_path)
+    (d / "dnd_manual.txt").write_text("  \n")
+    with pytest.raises(DataError, match=r"dnd_manual\.txt: file is empty"):
+        load("dnd_manual", "train", source="mirror", mirror=tmp_path)
+
+
+def test_mirror_directory_without_the_expected_file(tmp_path):
+    (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text(GOOD)
+    with pytest.raises(DataError, match=r"mirror directory '.*gsm8k' has no file 'test\.jsonl' expected for "
+                                        r"dataset 'gsm8k'"):
+        load("gsm8k", "test", source="mirror", mirror=tmp_path)
+    with pytest.raises(DataError, match="is not a directory"):
+        load("gsm8k", "test", source="mirror", mirror=tmp_path / "absent")
+
+
+def test_hub_adapters_map_the_hub_schemas():
+    """The hub is unreachable here: run each adapter on rows shaped like its hub dataset's features."""
+    from lorasoups.data.hub import ADAPTERS
+
+    rows = {
+        "metamathqa": {"query": "What is 2+3?", "response": "2+3=5. The answer is: 5", "type": "GSM_Rephrased",
+                       "original_question": "x"},
+        "gsm8k": {"question": "What is 2+3?", "answer": "2+3 = <<2+3=5>>5\n#### 5"},
+        "code_alpaca": {"instruction": "Reverse a list.", "input": "", "output": "lst[::-1]"},
+        "alpaca": {"instruction": "Say hi.", "input": "", "output": "Hi.", "text": "x"},
+        "squad": {"id": "1", "title": "t", "context": "Bo lives in Oslo.", "question": "Where does Bo live?",
+                  "answers": {"text": ["Oslo"], "answer_start": [12]}},
+        "gsm_hard": {"input": "What is 2+3000000?", "code": "def solution():\n    return 2 + 3000000\n",
+                     "target": 3000002.0},
+    }
+    assert set(rows) == set(ADAPTERS)
+    for name, row in rows.items():
+        recs = ADAPTERS[name][1]([row], "hub:x:")
+        cols = set(KIND_COLUMNS[REGISTRY[name].kind]) - {"prompt"} if name == "gsm_hard" else \
+            set(KIND_COLUMNS[REGISTRY[name].kind])
+        assert cols <= set(recs[0]), name
+    assert ADAPTERS["gsm8k"][1]([rows["gsm8k"]], "")[0]["completion"] == "2+3 = 5\nThe answer is 5."
+    assert "Context: Bo lives in Oslo." in ADAPTERS["squad"][1]([rows["squad"]], "")[0]["prompt"]
+    no_answer = {**rows["squad"], "answers": {"text": [], "answer_start": []}}
+    assert ADAPTERS["squad"][1]([no_answer], "")[0]["completion"] == "Not in context"
+
+
+def test_carved_splits_are_fixed_by_seed_and_recorded():
+    a = identity(load("code_alpaca", "validation", source="generated", size=5))
+    assert a["split_spec"]["method"].startswith("sha256")
+    if MIRROR is None:
+        pytest.skip("data mirror absent")
+    v0 = load("alpaca", "validation", source="mirror", seed=0)
+    assert load("alpaca", "validation", source="mirror", seed=0)["id"] == v0["id"]
+    assert load("alpaca", "validation", source="mirror", seed=1)["id"] != v0["id"]
+    spec = identity(v0)["split_spec"]
+    assert spec["seed"] == 0 and spec["sizes"]["validation"] == len(v0) == round(0.05 * spec["pool_size"])
+    train = set(load("alpaca", "train", source="mirror", seed=0)["id"])
+    test = set(load("alpaca", "test", source="mirror", seed=0)["id"])
+    assert not train & set(v0["id"]) and not train & test and not test & set(v0["id"])
+
+
+def test_prompts_end_on_a_token_boundary(tiny):
+    """TRL finds the completion where tokenized prompt and prompt+completion diverge: they must not."""
+    _, tok = tiny
+    for name, e in REGISTRY.items():
+        if e.kind in ("corpus", "fewshot"):
+            continue
+        split = "train" if e.role == "skill" else "test"
+        for src in ("mirror", "generated"):
+            if src not in e.sources or (src == "mirror" and MIRROR is None):
+                continue
+            for r in load(name, split, source=src, size=15):
+                p = tok(r["prompt"])["input_ids"]
+                assert tok(r["prompt"] + r["completion"])["input_ids"][:len(p)] == p, (name, src, r["id"])
+
+
+def test_pal_prompts_take_one_or_eight_shots():
+    one = load("gsm_hard", "test", source="generated", size=2)
+    eight = load("gsm_hard", "test", source="generated", size=2, pal_shots=8)
+    assert one[0]["prompt"].count("### Instruction:") == 2 and eight[0]["prompt"].count("### Instruction:") == 9
+    assert eight[0]["prompt"].count("def solution():") == 8
+    assert identity(eight)["pal_demos"] == {"source": "generated", "shots": 8}

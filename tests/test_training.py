@@ -1,0 +1,283 @@
+"""Training on the tiny random Llama (CPU, a few steps): SFT, masks, bad input, caching, CAT, MoE,
+LoraHub, DATA-MIX. References are computed by hand from the tokenizer and the adapter tensors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from lorasoups.config import ConfigError, from_dict
+from lorasoups.training.runs import CHECKPOINT_OK, COMPLETE, Run
+from lorasoups.training.sft import SftConfig, make_sft_trainer, train_sft
+
+# Few steps, short sequences, no warm-up: every run here takes a second or two on CPU.
+FAST = dict(r=4, lora_alpha=8, max_steps=4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+            warmup_steps=0, learning_rate=1e-2, save_steps=2, logging_steps=1, max_length=48)
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+
+
+def qa(n: int, answer=lambda i: f"{i * 3 + 1}", prefix: str = "Q") -> Dataset:
+    return Dataset.from_list([{"id": str(i), "prompt": f"{prefix}{i}: what is {i} * 3 + 1?\nAnswer:\n",
+                               "completion": answer(i)} for i in range(n)])
+
+
+def adapter_tensors(adapter_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+
+
+def delta(tensors: dict[str, torch.Tensor], cfg: dict, module: str) -> torch.Tensor:
+    """s * B @ A of one module, straight from an adapter file (the independent reference)."""
+    key = f"base_model.model.{module}"
+    A, B = tensors[f"{key}.lora_A.weight"], tensors[f"{key}.lora_B.weight"]
+    r = A.shape[0]
+    alpha = next((v for k, v in (cfg.get("alpha_pattern") or {}).items() if module.endswith(k.replace("\\", ""))),
+                 cfg["lora_alpha"])
+    return (alpha / r) * B.float() @ A.float()
+
+
+def modules_of(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return sorted({k[len("base_model.model."):].rsplit(".lora_", 1)[0] for k in tensors})
+
+
+# --------------------------------------------------------------------------- SFT
+def test_sft_loss_goes_down_on_a_memorisable_set(tiny_dir):
+    ds = qa(4)
+    cfg = SftConfig(**{**FAST, "r": 8, "lora_alpha": 16, "max_steps": 24, "learning_rate": 3e-2, "lora_dropout": 0.0})
+    res = train_sft(str(tiny_dir), ds, cfg, name="memo")
+    losses = [r["loss"] for r in json.loads((res.run_dir / "log_history.json").read_text()) if "loss" in r]
+    assert len(losses) == 24
+    # a random 2-layer model with hidden size 64 cannot memorise much: a steady, clear drop is the test
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.25, losses
+    assert losses[-1] < losses[0]
+    assert (res.run_dir / COMPLETE).is_file() and (res.run_dir / "loss.png").is_file()
+    cfg_json = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    assert cfg_json["r"] == 8 and sorted(cfg_json["target_modules"]) == sorted(cfg.target_modules)
+    # the adapter is a standard PEFT adapter that reloads with the trained outputs
+    from peft import PeftModel
+
+    from lorasoups.training.sft import load_for_training
+
+    base, tok = load_for_training(str(tiny_dir))
+    reloaded = PeftModel.from_pretrained(base, str(res.adapter_dir)).eval()
+    x = tok("Q1: what is 1 * 3 + 1?\nAnswer:\n", return_tensors="pt")
+    res.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**x).logits, res.model(**x).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_completion_only_mask_matches_hand_built_labels(tiny_dir, tmp_path):
+    from lorasoups.training.sft import load_for_training
+
+    model, tok = load_for_training(str(tiny_dir))
+    records = [{"prompt": "Add 2 and 3.\n", "completion": "It is 5."},
+               {"prompt": "Name a colour of the sky on a clear day.\n", "completion": "Blue"}]
+    trainer = make_sft_trainer(model, tok, Dataset.from_list(records), SftConfig(**FAST), tmp_path / "out")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    # hand-built: prompt tokens masked, completion + EOS kept, right padding masked
+    width = batch["input_ids"].shape[1]
+    for row, rec in enumerate(records):
+        prompt_ids = tok(rec["prompt"])["input_ids"]
+        full = tok(rec["prompt"] + rec["completion"])["input_ids"] + [tok.eos_token_id]
+        labels = [-100] * len(prompt_ids) + full[len(prompt_ids):]
+        labels += [-100] * (width - len(labels))
+        assert batch["input_ids"][row, :len(full)].tolist() == full
+        assert batch["labels"][row].tolist() == labels
+    # a text corpus gets plain language-model loss: every real token is a label
+    corpus = Dataset.from_list([{"text": "The rules of the game are simple."}])
+    trainer = make_sft_trainer(model, tok, corpus, SftConfig(**FAST), tmp_path / "out2")
+    b = trainer.data_collator([trainer.train_dataset[0]])
+    full = tok("The rules of the game are simple.")["input_ids"] + [tok.eos_token_id]
+    assert b["labels"][0].tolist() == full
+
+
+def test_bad_input_fails_before_training(tiny_dir):
+    from lorasoups import paths
+
+    with pytest.raises(ConfigError, match="rank must be > 0"):
+        SftConfig(r=0)
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        SftConfig(trainer={"learnin_rate": 1e-3})
+    with pytest.raises(ConfigError, match="unknown key 'lora_alhpa'.*did you mean 'lora_alpha'"):
+        from_dict(SftConfig, {"lora_alhpa": 3}, "configs/x.yaml:sft")
+    with pytest.raises(ConfigError, match="no linear module 'q_projj'.*did you mean 'q_proj'"):
+        train_sft(str(tiny_dir), qa(2), SftConfig(**{**FAST, "target_modules": ["q_projj", "v_proj"]}))
+    with pytest.raises(ConfigError, match="dataset is empty"):
+        train_sft(str(tiny_dir), qa(2).select([]), SftConfig(**FAST))
+    with pytest.raises(ConfigError, match="row 1 field 'completion' is empty"):
+        train_sft(str(tiny_dir), Dataset.from_list([{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": ""}]),
+                  SftConfig(**FAST))
+    with pytest.raises(ConfigError, match="'prompt' and 'completion'.*or 'text'"):
+        train_sft(str(tiny_dir), Dataset.from_list([{"question": "a"}]), SftConfig(**FAST))
+    assert not (paths.runs_dir() / "training").exists() or not any((paths.runs_dir() / "training").iterdir())
+
+
+def test_finished_run_is_reused_and_config_changes_rerun(tiny_dir):
+    ds = qa(8)
+    first = train_sft(str(tiny_dir), ds, SftConfig(**FAST), name="skill")
+    before = (first.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns
+    again = train_sft(str(tiny_dir), ds, SftConfig(**FAST), name="skill")
+    assert again.reused and again.model is None and again.run_dir == first.run_dir
+    assert (again.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns == before
+    assert again.summary["train_loss"] == first.summary["train_loss"]
+    other = train_sft(str(tiny_dir), ds, SftConfig(**{**FAST, "learning_rate": 5e-3}), name="skill")
+    assert not other.reused and other.run_dir != first.run_dir
+    changed_data = train_sft(str(tiny_dir), qa(8, prefix="q"), SftConfig(**FAST), name="skill")
+    assert not changed_data.reused and changed_data.run_dir not in (first.run_dir, other.run_dir)
+
+
+def test_unmarked_checkpoint_and_missing_complete_are_not_taken(tmp_path):
+    run = Run("sft", "x", {"a": 1})
+    run.start()
+    assert run.last_checkpoint() is None and not run.is_complete()
+    (run.checkpoints / "checkpoint-2").mkdir(parents=True)
+    (run.checkpoints / "checkpoint-2" / CHECKPOINT_OK).write_text("{}")
+    (run.checkpoints / "checkpoint-4").mkdir()  # half-written: killed before the marker
+    assert run.last_checkpoint().endswith("checkpoint-2")
+    assert Run("sft", "x", {"a": 2}).key != run.key and Run("sft", "x", {"a": 1}).key == run.key
+
+
+# --------------------------------------------------------------------------- soups
+@pytest.fixture(scope="module")
+def skills(tiny_dir, tmp_path_factory):
+    """Two skill LoRAs on the tiny model (different data, so they differ)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LORASOUPS_RUNS", str(tmp_path_factory.mktemp("skill-runs")))
+        a = train_sft(str(tiny_dir), qa(8), SftConfig(**FAST), name="math").adapter_dir
+        b = train_sft(str(tiny_dir), qa(8, answer=lambda i: f"print({i}*3+1)"), SftConfig(**{**FAST, "r": 2}),
+                      name="code").adapter_dir
+    return [a, b]
+
+
+def test_cat_learns_alphas_only_best_checkpoint_and_exact_fold(tiny_dir, skills):
+    from lorasoups.training.cat import SoupTrainConfig, train_cat
+
+    mix = qa(12, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}")
+    cfg = SoupTrainConfig(max_steps=6, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                          learning_rate=0.5, logging_steps=1, max_length=48, soup={"granularity": "layer"})
+    res = train_cat(str(tiny_dir), skills, mix, qa(4, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}"), cfg, name="mix")
+    log = json.loads((res.run_dir / "log_history.json").read_text())
+    evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
+    best_step = min(evals, key=lambda t: t[1])[0]
+    assert res.summary["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert res.summary["recipe"] == "paper"
+    # the soup's alphas are the best checkpoint's, and they moved from the equal start
+    best = load_file(str(Path(res.summary["best_checkpoint"]) / "soup_trainable.safetensors"))
+    from lorasoups.merging import trainable_parameters
+
+    (name, alphas), = trainable_parameters(res.model).items()
+    torch.testing.assert_close(alphas.detach(), best[name])
+    table = json.loads((res.run_dir / "alphas.json").read_text())
+    assert {r["skill"] for r in table} == {"math", "code"} and (res.run_dir / "alphas.png").is_file()
+    assert any(abs(r["alpha"] - 0.5) > 1e-4 for r in table)
+    # exported adapter == sum_k alpha_k^l s_k B_k A_k, from the skills' own files
+    exported = adapter_tensors(res.adapter_dir)
+    ecfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    st = [(adapter_tensors(s), json.loads((Path(s) / "adapter_config.json").read_text())) for s in skills]
+    alpha = {(r["module"], r["skill"]): r["alpha"] for r in table}
+    for m in modules_of(exported):
+        want = alpha[(m, "math")] * delta(*st[0], m) + alpha[(m, "code")] * delta(*st[1], m)
+        torch.testing.assert_close(delta(exported, ecfg, m), want, atol=1e-6, rtol=1e-4)
+    again = train_cat(str(tiny_dir), skills, mix, qa(4, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}"), cfg, name="mix")
+    assert again.reused
+
+
+def test_cat_released_recipe_and_base_mismatch(tiny_dir, skills, tmp_path):
+    from lorasoups.models import save_tiny_random_llama
+    from lorasoups.training.cat import SoupTrainConfig, train_cat
+
+    cfg = SoupTrainConfig(recipe="released")
+    assert (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (6, 1)
+    assert cfg.completion_only_loss is False and cfg.lora_dropout_on is True
+    assert SoupTrainConfig(recipe="released", gradient_accumulation_steps=2).gradient_accumulation_steps == 2
+    other = save_tiny_random_llama(tmp_path / "other-base", seed=1)
+    with pytest.raises(ConfigError, match="was trained on base model"):
+        train_cat(str(other), skills, qa(4), qa(2), SoupTrainConfig())
+
+
+def test_moe_trains_routers_only(tiny_dir, skills):
+    from lorasoups.training.cat import SoupTrainConfig
+    from lorasoups.training.moe import train_moe
+
+    cfg = SoupTrainConfig(max_steps=4, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                          learning_rate=0.5, max_length=48, balance_loss_coef=0.01)
+    res = train_moe(str(tiny_dir), skills, qa(8), qa(4), cfg, name="moe")
+    from lorasoups.merging import soup_state
+
+    state = soup_state(res.model)
+    assert state.trainable and all("lorasoup_router" in n for n in state.trainable)
+    assert any(p.abs().sum() > 0 for p in state.trainable.values())  # moved from the zero init
+    # the frozen skill factors in the soup are still the skills' own
+    skill_a = adapter_tensors(skills[0])
+    m = modules_of(skill_a)[0]
+    layer = res.model.base_model.model.get_submodule(m)
+    torch.testing.assert_close(layer.lora_A["soup"].weight[:4], skill_a[f"base_model.model.{m}.lora_A.weight"])
+    assert (res.run_dir / "soup" / "soup.json").is_file() and res.adapter_dir is None
+
+
+def test_lorahub_search_and_loss_by_hand(tiny_dir, skills):
+    import numpy as np
+    from peft import PeftModel
+
+    from lorasoups.training.lorahub import LoraHubConfig, train_lorahub
+    from lorasoups.training.sft import load_for_training
+
+    # LoraHub sums factors: needs equal ranks, so two r=4 skills
+    with pytest.raises(Exception, match="equal rank"):
+        train_lorahub(str(tiny_dir), skills, qa(5), LoraHubConfig(budget=2))
+    b2 = train_sft(str(tiny_dir), qa(8, answer=lambda i: f"{i}"), SftConfig(**FAST), name="b2").adapter_dir
+    cfg = LoraHubConfig(budget=6)
+    res = train_lorahub(str(tiny_dir), [skills[0], b2], qa(7), cfg)
+    rec = json.loads((res.run_dir / "weights.json").read_text())
+    w = np.array(list(rec["weights"].values()))
+    assert len(rec["history"]) == 6 and np.all(np.abs(w) <= 1.5)
+    assert rec["objective"] == pytest.approx(rec["loss"] + 0.05 * np.abs(w).sum(), rel=1e-6)
+    # the exported adapter, loaded by plain peft, gives the recorded loss (computed here by hand)
+    base, tok = load_for_training(str(tiny_dir))
+    model = PeftModel.from_pretrained(base, str(res.adapter_dir)).eval()
+    total, count = 0.0, 0
+    for ex in qa(5):
+        p = tok(ex["prompt"])["input_ids"]
+        full = tok(ex["prompt"] + ex["completion"])["input_ids"] + [tok.eos_token_id]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), -1)
+        for t in range(len(p), len(full)):
+            total -= float(logp[t - 1, full[t]])
+            count += 1
+    assert rec["loss"] == pytest.approx(total / count, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- DATA-MIX
+def test_datamix_concat_rank_k_times_r_on_mixed_records(tiny_dir):
+    from lorasoups.training.datamix import train_datamix_concat
+
+    corpus = Dataset.from_list([{"id": str(i), "text": f"Rule {i}: a goblin has {i} hit points."} for i in range(6)])
+    res = train_datamix_concat(str(tiny_dir), {"manual": corpus, "alpaca": qa(6)}, SftConfig(**FAST))
+    cfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    assert cfg["r"] == 8 and cfg["lora_alpha"] == 16  # k * r, scaling kept at 2
+    assert res.summary["data_kind"] == "prompt_completion"
+
+
+def test_datamix_sequential_equals_merged_then_second_lora(tiny_dir):
+    from lorasoups.training.datamix import train_datamix_sequential
+
+    corpus = Dataset.from_list([{"text": f"Chapter {i}: cells divide by mitosis {i} times."} for i in range(6)])
+    res = train_datamix_sequential(str(tiny_dir), corpus, qa(6), SftConfig(**FAST), name="seq")
+    first = adapter_tensors(Path(res.extra["corpus_run"]) / "adapter")
+    second = adapter_tensors(Path(res.extra["instruction_run"]) / "adapter")
+    c1 = json.loads((Path(res.extra["corpus_run"]) / "adapter" / "adapter_config.json").read_text())
+    c2 = json.loads((Path(res.extra["instruction_run"]) / "adapter" / "adapter_config.json").read_text())
+    combined = adapter_tensors(res.adapter_dir)
+    cc = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    assert cc["r"] == 8
+    for m in modules_of(first):
+        torch.testing.assert_close(delta(combined, cc, m), delta(first, c1, m) + delta(second, c2, m),
+                                   atol=1e-6, rtol=1e-4)
+    assert train_datamix_sequential(str(tiny_dir), corpus, qa(6), SftConfig(**FAST), name="seq").reused
