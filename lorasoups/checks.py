@@ -36,13 +36,13 @@ def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
 
 
 def check_base_model(model_name: str, cfg: CheckBaseModelConfig, seed: int = 0,
-                     dtype: str = "auto", device: str = "auto") -> dict[str, Any]:
+                     dtype: str = "auto", device: str = "auto", load_in_4bit: bool = False) -> dict[str, Any]:
     """Load the model twice (the second load must hit the cache) and answer ``cfg.prompt`` twice."""
     timer = results.Timer()
     with timer("first_load"):
-        model, tokenizer = load_base(model_name, dtype=dtype, device=device, seed=seed)
+        model, tokenizer = load_base(model_name, dtype=dtype, device=device, load_in_4bit=load_in_4bit, seed=seed)
     with timer("second_load"):
-        model, tokenizer = load_base(model_name, dtype=dtype, device=device, seed=seed)
+        model, tokenizer = load_base(model_name, dtype=dtype, device=device, load_in_4bit=load_in_4bit, seed=seed)
     start = time.perf_counter()
     answers = [greedy_answer(model, tokenizer, cfg.prompt, cfg.max_new_tokens) for _ in range(2)]
     timer.seconds["generate"] = round(time.perf_counter() - start, 3)

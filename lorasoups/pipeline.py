@@ -19,6 +19,7 @@ from typing import Any
 
 from lorasoups import paths
 from lorasoups.checks import CheckBaseModelConfig
+from lorasoups.data.config import DataConfig
 from lorasoups.config import ConfigError, check_sections, did_you_mean, load_layers, section, to_dict
 from lorasoups.models import ModelConfig, short_name
 from lorasoups.results import file_sha256, fingerprint
@@ -40,17 +41,26 @@ class Stage:
 
     name: str
     notebook: str
-    section_cls: type | None
-    """Dataclass of the stage's own config section (same name as the stage), if any."""
+    sections: list[str]
+    """Config sections whose fields become the notebook's parameters (flat; a field whose name
+    is already taken by a shared parameter is passed as ``<section>_<field>``, e.g. ``data_seed``)."""
     outputs: list[str] = field(default_factory=list)
     """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name)."""
 
 
+#: Every config section and its dataclass (the stage configs live beside the code that uses them).
+SECTIONS: dict[str, type] = {
+    "run": RunConfig,
+    "model": ModelConfig,
+    "check_base_model": CheckBaseModelConfig,
+    "data": DataConfig,
+}
+
 STAGES: list[Stage] = [
-    Stage("check_base_model", "00_check_base_model.ipynb", CheckBaseModelConfig,
+    Stage("check_base_model", "00_check_base_model.ipynb", ["model", "check_base_model"],
           ["{results}/check_base_model/{model}--default.json"]),
+    Stage("prepare_data", "01_prepare_data.ipynb", ["data"], ["{results}/data/manifest--default.json"]),
 ]
-SECTIONS = {"run": RunConfig, "model": ModelConfig, **{s.name: s.section_cls for s in STAGES if s.section_cls}}
 
 
 def auto_profile() -> str:
@@ -71,17 +81,19 @@ def resolve(profile: str = "auto", extra: list[str] | None = None,
     return {name: section(layers, name, cls, source) for name, cls in SECTIONS.items()}
 
 
+#: Flat parameter names that differ from ``<field>`` (the model's ``name`` is passed as ``model``).
+RENAMES: dict[str, dict[str, str]] = {"model": {"name": "model"}}
+
+
 def stage_parameters(stage: Stage, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Flat papermill parameters of one stage: profile, seed, model, then the stage's own fields."""
-    params: dict[str, Any] = {
-        "profile": cfg["run"].profile,
-        "seed": cfg["run"].seed,
-        "model": cfg["model"].name,
-        "dtype": cfg["model"].dtype,
-        "device": cfg["model"].device,
-    }
-    if stage.section_cls is not None:
-        params.update(to_dict(cfg[stage.name]))
+    """Flat papermill parameters of one stage: ``profile``, ``seed``, then its sections' fields."""
+    params: dict[str, Any] = {"profile": cfg["run"].profile, "seed": cfg["run"].seed}
+    for sec in stage.sections:
+        for key, value in to_dict(cfg[sec]).items():
+            flat = RENAMES.get(sec, {}).get(key, key)
+            if flat in params:
+                flat = f"{sec}_{key}"
+            params[flat] = value
     return params
 
 

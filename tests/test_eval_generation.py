@@ -98,3 +98,27 @@ def test_bad_arguments(tiny_model):
         generate(model, tok, "hello", progress=False)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         generate(model, tok, ["hello"], GenerationConfig(batch_size=0), progress=False)
+
+
+def test_evaluate_writes_result_and_examples(tiny_model, tmp_path):
+    from lorasoups.evaluation.qa_metrics import score_qa
+    from lorasoups.evaluation.reporting import examples_path, read_jsonl
+    from lorasoups.evaluation.tasks import evaluate
+    from lorasoups.results import read_result
+
+    model, tok = tiny_model
+    out = tmp_path / "qabot" / "tiny--smoke.json"
+    golds = ["sixteen", "hello", "frenzy", "zero", "4"]
+    metrics, rows = evaluate(model, tok, "qa", PROMPTS, golds, out=out, progress=False,
+                             generation=GenerationConfig(greedy=True, max_new_tokens=5),
+                             model_identity={"name": "tiny-random-llama"})
+    saved = read_jsonl(examples_path(out))
+    assert [r["prompt"] for r in saved] == PROMPTS
+    # metrics recomputed from the saved generations agree with the stored ones
+    again, _ = score_qa([r["generation"] for r in saved], golds)
+    rec = read_result(out)
+    assert rec["metrics"] == again == metrics
+    assert rec["config"]["generation"]["max_new_tokens"] == 5 and rec["n_examples"] == 5
+    assert set(rec["timings_s"]) == {"generate", "score"}
+    with pytest.raises(ValueError, match="did you mean 'gsm_hard'"):
+        evaluate(model, tok, "gsm-hard", PROMPTS, golds, progress=False)

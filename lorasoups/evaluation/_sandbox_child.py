@@ -7,8 +7,9 @@ Standard library only, and no import of ``lorasoups``: it must start fast and tr
 Layers, in the order they are applied (each one alone stops most hostile programs; together they
 make the sandbox; see ``sandbox.py`` for the parent side):
 
-1. stdout/stderr are redirected to files inside the temp dir; the real stdout becomes a private
-   result pipe the program never needs.
+1. stdout/stderr are redirected to files inside the temp dir, and the result goes to a file
+   opened before the program runs (``result.json``); nothing the program writes reaches the parent
+   except through these size-capped files.
 2. When started as root: ``unshare(CLONE_NEWNET)`` puts the process in an empty network namespace
    (no interface but a down loopback), then it drops to ``nobody`` (uid/gid 65534, no groups),
    which can write only in its own temp dir (and world-writable dirs, which layer 4 closes) and
@@ -30,7 +31,11 @@ import sys
 # ``-B`` is on the command line, so Python never writes .pyc files (which layer 4 would refuse).
 CONFIG = json.loads(sys.argv[1])
 SANDBOX = os.path.realpath(CONFIG["dir"])
-RESULT_FD = os.dup(1)  # private result channel: the parent reads this pipe
+# The result goes to a file opened now, while the program cannot interfere; the file-size rlimit
+# caps it like any output, and the parent reads only its head (a pipe would let a program stream
+# gigabytes into the evaluator's memory).
+RESULT_FD = os.open(os.path.join(os.path.realpath(CONFIG["dir"]), "result.json"),
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 CODE = sys.stdin.read()
 
 # ``-S`` skipped site.py (and its .pth files: ~20 ms per program); the parent passes the
@@ -57,7 +62,8 @@ import resource  # noqa: E402
 import signal  # noqa: E402
 import traceback  # noqa: E402
 
-_write = os.write
+_pwrite = os.pwrite
+_ftruncate = os.ftruncate
 _BUILTINS = dict(builtins.__dict__)
 
 
@@ -81,7 +87,9 @@ def _report(status: str, **fields) -> None:
     except BaseException:  # noqa: BLE001 - the program sabotaged json: report that, by hand
         blob = '{"status": "error", "error": "the program broke the result encoder"}'
     try:
-        _write(RESULT_FD, blob.encode("utf-8", "replace")[:60000])
+        data = blob.encode("utf-8", "replace")[:60000]
+        _pwrite(RESULT_FD, data, 0)  # at the start, over anything the program wrote there
+        _ftruncate(RESULT_FD, len(data))
     except OSError:
         pass
 

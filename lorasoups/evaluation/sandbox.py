@@ -176,7 +176,7 @@ def run_program(code: str, timeout: float = 5.0, config: SandboxConfig | None = 
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-B", str(_CHILD), json.dumps(child_cfg)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd=directory, env=env, start_new_session=True, close_fds=True,
         )
     except OSError as exc:
@@ -184,20 +184,16 @@ def run_program(code: str, timeout: float = 5.0, config: SandboxConfig | None = 
         return ProgramResult("error", error=f"cannot start the sandbox: {exc}")
     timed_out = False
     try:
-        raw, _ = proc.communicate(input=code.encode("utf-8", "replace"), timeout=timeout)
+        proc.communicate(input=code.encode("utf-8", "replace"), timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc)
-        try:
-            raw, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a descendant escaped the group and holds the pipe
-            raw = b""
-            proc.stdout.close()
-            proc.wait(timeout=5)
+        proc.wait()  # SIGKILL cannot be ignored: this returns at once
     seconds = round(time.perf_counter() - start, 4)
+    out_dir = Path(directory)
+    raw = _read_head(out_dir / "result.json", 64_000).encode()
     result = _interpret(raw, proc.returncode, timed_out)
     result.seconds = seconds
-    out_dir = Path(directory)
     result.stdout = _read_head(out_dir / "stdout.txt", cfg.output_chars)
     result.stderr = _read_head(out_dir / "stderr.txt", cfg.output_chars)
     _cleanup(directory)

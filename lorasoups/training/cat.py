@@ -175,6 +175,16 @@ class ProjectAlphas(TrainerCallback):
         return control
 
 
+def skill_names(adapters: list[str | Path]) -> list[str]:
+    """Display names: the run name our SFT recorded, else the adapter directory's name."""
+    names = []
+    for a in adapters:
+        record = Path(a) / "lorasoups_train.json"
+        name = json.loads(record.read_text()).get("name") if record.is_file() else None
+        names.append(name or Path(a).resolve().name)
+    return names
+
+
 def set_lora_dropout(soup: nn.Module, on: bool) -> list[float]:
     """Turn the soup adapter's LoRA dropout off (p = 0) or leave it; returns the previous p's."""
     from lorasoups.merging.soup import ADAPTER
@@ -227,7 +237,7 @@ def train_soup(
         return RunResult(run.dir, run.adapter if (run.adapter).is_dir() else None, True, run.summary())
 
     model, tokenizer = load_for_training(base, seed=cfg.seed)
-    soup = build(method, model, [str(a) for a in adapters], **cfg.soup)
+    soup = build(method, model, [str(a) for a in adapters], **{"skill_names": skill_names(adapters), **cfg.soup})
     set_lora_dropout(soup, bool(cfg.lora_dropout_on))
     run.start()
     args = trl_args(cfg, run.checkpoints, eval_strategy="steps", eval_steps=cfg.eval_steps,

@@ -22,6 +22,7 @@ import torch
 
 from lorasoups.config import ConfigError, to_dict
 from lorasoups.results import package_versions
+from lorasoups.training.cat import skill_names
 from lorasoups.training.runs import (
     Run,
     adapter_identity,
@@ -136,7 +137,7 @@ def train_lorahub(base: str, adapters: list[str | Path], examples: Any, cfg: Lor
     run.start()
 
     model, tokenizer = load_for_training(base)
-    soup = build("lorahub", model, [str(a) for a in adapters])
+    soup = build("lorahub", model, [str(a) for a in adapters], skill_names=skill_names(adapters))
     soup.to(resolve_device(device)).eval()
     encoded = encode_examples(tokenizer, shots, cfg.max_length)
     k = len(adapters)

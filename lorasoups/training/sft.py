@@ -298,7 +298,8 @@ def save_adapter(trainer: Any, run: Run, provenance: dict[str, Any]) -> Path:
     wait_for_everyone()
     if is_main_process():
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run's config.json says it all
-        (tmp / "lorasoups_train.json").write_text(json.dumps({"run": run.dir.name, **provenance}, indent=2))
+        (tmp / "lorasoups_train.json").write_text(
+            json.dumps({"run": run.dir.name, "name": run.name, **provenance}, indent=2))
         publish_dir(tmp, run.adapter)
     wait_for_everyone()
     return run.adapter
