@@ -116,7 +116,7 @@ def check_notebook(stage: Stage, params: dict[str, Any]) -> None:
 
 
 def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
-    model = short_name(params["model"])
+    model = short_name(params.get("model", ""))
     res = paths.results_dir(params["profile"])
     return [Path(o.format(results=res, model=model)) for o in stage.outputs]
 

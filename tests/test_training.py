@@ -218,7 +218,9 @@ def test_moe_trains_routers_only(tiny_dir, skills):
     skill_a = adapter_tensors(skills[0])
     m = modules_of(skill_a)[0]
     layer = res.model.base_model.model.get_submodule(m)
-    torch.testing.assert_close(layer.lora_A["soup"].weight[:4], skill_a[f"base_model.model.{m}.lora_A.weight"])
+    from lorasoups.merging.soup import ADAPTER
+
+    torch.testing.assert_close(layer.lora_A[ADAPTER].weight[:4], skill_a[f"base_model.model.{m}.lora_A.weight"])
     assert (res.run_dir / "soup" / "soup.json").is_file() and res.adapter_dir is None
 
 

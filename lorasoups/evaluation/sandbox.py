@@ -10,15 +10,20 @@ What is enforced and how (the child side, ``_sandbox_child.py``, documents each 
 * wall-clock timeout measured here; on expiry the whole process group gets SIGKILL (which no
   signal tampering can block), and RLIMIT_CPU backs it up inside the child;
 * rlimits: address space (memory bombs -> ``memory``), CPU, file size (huge prints ->
-  ``output_limit``; stdout/stderr go to files in the temp dir, so this process never buffers
-  more than ``output_chars``), open files, core dumps, NPROC = 0 (fork bombs, threads);
-* when this process is root: an empty network namespace and a drop to uid/gid ``nobody`` (so
-  nothing outside the temp dir is writable and the evaluator cannot be signalled);
+  ``output_limit``; stdout/stderr and the result go to files in the temp dir, of which this
+  process reads only the head, so no program can flood the evaluator's memory), open files, core
+  dumps, NPROC = 0 (fork bombs, threads);
+* when this process is root: an empty network namespace and a drop to uid/gid ``nobody`` (so the
+  evaluator's files are not writable and its processes cannot be signalled);
 * an audit hook refusing process creation, signals, sockets, ctypes, rlimit changes, and file
   writes/deletes outside the temp dir (reported ``forbidden``).
 
+A program can only ever affect its own result (it could forge it, as it could return any value).
 Not a security boundary against a determined attacker with a kernel exploit; it is meant for
-model-written code, which is mostly harmless and occasionally destructive by accident.
+model-written code, which is mostly harmless and occasionally destructive by accident. Without
+root (no namespace, no uid drop), files the evaluator's user can write are protected by the
+audit hook alone, and the program could read what that user can read outside the interpreter's
+prefixes only by defeating the hook.
 """
 from __future__ import annotations
 

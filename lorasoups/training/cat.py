@@ -154,12 +154,13 @@ class SoupTrainer(SFTTrainer):
         self.load_trainable(self.state.best_model_checkpoint)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if self.balance_loss_coef and model.training:
-            from lorasoups.merging import load_balancing_loss
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if not (self.balance_loss_coef and model.training):
+            return result
+        from lorasoups.merging import load_balancing_loss
 
-            loss = loss + self.balance_loss_coef * load_balancing_loss(self.soup_model)
-        return (loss, outputs) if return_outputs else loss
+        extra = self.balance_loss_coef * load_balancing_loss(self.soup_model)
+        return (result[0] + extra, result[1]) if return_outputs else result + extra
 
 
 class ProjectAlphas(TrainerCallback):
