@@ -19,7 +19,8 @@ def _name(spec: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
     pip_names = {_name(d) for d in project["dependencies"]}
-    pip_names |= {_name(d) for d in project["optional-dependencies"]["dev"]}
+    for extra in project["optional-dependencies"].values():
+        pip_names |= {_name(d) for d in extra}
 
     env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
     conda, pip_section = set(), []
@@ -33,7 +34,8 @@ def test_environment_yml_matches_pyproject():
         "only in environment.yml": sorted(env_names - pip_names),
         "only in pyproject.toml": sorted(pip_names - env_names),
     }
-    assert "-e .[dev]" in pip_section  # conda users get the package itself, editable
+    extras = ",".join(project["optional-dependencies"])
+    assert f"-e .[{extras}]" in pip_section  # conda users get the package itself with every extra
 
 
 def test_ci_runs_the_readme_test_command():

@@ -163,3 +163,14 @@ def test_pairwise_judge_feeds_elo(server, reference_model, tmp_path):
     if battles:
         res = bootstrap_elo(battles, n_bootstrap=50)
         assert set(res.rating) <= set(answers)
+
+
+@pytest.mark.slow
+def test_client_errors_are_not_retried(server, tmp_path):
+    """A 4xx from the real server (wrong path) fails at once: retrying cannot fix it."""
+    cfg = JudgeConfig(model=server["model"], base_url=server["base_url"].replace("/v1", "/nope"),
+                      max_retries=3, backoff=0.01, cache_dir=str(tmp_path))
+    judge = Judge(cfg, api_key="local")
+    with pytest.raises(JudgeError, match="after 1 attempt"):
+        judge.complete("hello")
+    assert judge.stats.requests == 1 and judge.stats.retries == 0 and judge.stats.failures == 1

@@ -75,6 +75,13 @@ def test_bootstrap_of_identical_battles_has_no_spread():
     for m in ("A", "B"):
         assert res.ci_low[m] == pytest.approx(res.rating[m]) == pytest.approx(res.ci_high[m])
     assert res.ranking() == ["A", "B"]
+    md = res.to_markdown().splitlines()
+    assert md[2].startswith("| A | ") and md[3].startswith("| B | ")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = res.plot_win_fraction()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
 
 
 def test_bad_battles():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,11 +98,16 @@ def test_audit_layer_alone_protects_files(canary):
         pytest.skip("the privilege drop only happens as root; this run already tests the audit layer")
     names = {"rmtree_canary", "remove_canary_file", "write_new_file_outside", "append_canary",
              "truncate_canary_os_open", "rename_canary", "chmod_canary", "symlink_escape",
-             "pathlib_write", "chdir_then_write"}
+             "pathlib_write", "chdir_then_write", "dirfd_escape"}
     progs = [p for p in load_corpus(canary) if p[0] in names]
     assert len(progs) == len(names)
     cfg = SandboxConfig(drop_privileges=False)
-    results = run_programs([p[3] for p in progs], timeout=5.0, workers=2, config=cfg)
+    escape = Path(sys.prefix) / "lorasoups-sandbox-escape-test"
+    try:
+        results = run_programs([p[3] for p in progs], timeout=5.0, workers=2, config=cfg)
+        assert not escape.exists(), "a program wrote into sys.prefix through dir_fd"
+    finally:
+        escape.unlink(missing_ok=True)
     for (name, *_), res in zip(progs, results):
         assert res.status == "forbidden", (name, res)
         assert "nobody" not in res.layers

@@ -283,3 +283,63 @@ def test_datamix_sequential_equals_merged_then_second_lora(tiny_dir):
         torch.testing.assert_close(delta(combined, cc, m), delta(first, c1, m) + delta(second, c2, m),
                                    atol=1e-6, rtol=1e-4)
     assert train_datamix_sequential(str(tiny_dir), corpus, qa(6), SftConfig(**FAST), name="seq").reused
+
+
+def test_command_line_validates_then_trains(tiny_dir, tmp_path, capsys):
+    from lorasoups.training.sft import main
+
+    data = tmp_path / "skill.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q{i}\n", "completion": f"A{i}"}) + "\n" for i in range(6)))
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text("sft:\n  r: 4\n  lora_alpha: 8\n  max_steps: 2\n  warmup_steps: 0\n  max_length: 32\n")
+    with pytest.raises(ConfigError, match="unknown key 'lora_alhpa'.*did you mean 'lora_alpha'"):
+        main(["--base", str(tiny_dir), "--data-file", str(data), "--config", str(cfg), "--set", "lora_alhpa=3"])
+    res = main(["--base", str(tiny_dir), "--data-file", str(data), "--config", str(cfg),
+                "--set", "per_device_train_batch_size=3", "--set", "gradient_accumulation_steps=1"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["adapter"] == str(res.adapter_dir) and not printed["reused"]
+    assert res.summary["global_step"] == 2 and json.loads((res.run_dir / "config.json").read_text())["config"]["sft"]["r"] == 4
+
+
+def test_cat_resumes_from_its_last_checkpoint_to_the_same_alphas(tiny_dir, skills):
+    """A CAT run whose end was lost (as after a kill) redoes only the steps after its last checkpoint."""
+    import shutil
+
+    from lorasoups.merging import trainable_parameters
+    from lorasoups.training.cat import SoupTrainConfig, train_cat
+
+    mix, val = qa(12, answer=lambda i: f"{i}!"), qa(4, answer=lambda i: f"{i}!")
+    cfg = SoupTrainConfig(max_steps=6, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                          learning_rate=0.5, max_length=48, lora_dropout_on=True, soup={"granularity": "module"})
+    full = train_cat(str(tiny_dir), skills, mix, val, cfg, name="resume")
+    (name, want), = trainable_parameters(full.model).items()
+    want = want.detach().clone()
+    for lost in ("COMPLETE", "adapter", "soup", "checkpoints/checkpoint-6"):
+        p = full.run_dir / lost
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    again = train_cat(str(tiny_dir), skills, mix, val, cfg, name="resume")
+    assert not again.reused and again.summary["resumed_from"].endswith("checkpoint-4")
+    torch.testing.assert_close(trainable_parameters(again.model)[name].detach(), want, atol=1e-6, rtol=1e-5)
+    assert again.summary["best_checkpoint"] == full.summary["best_checkpoint"]
+
+
+def test_paper_defaults_map_onto_trl_sftconfig(tmp_path):
+    """§B.1 values, field by field, in the trl.SFTConfig the Trainer receives."""
+    from lorasoups.training.cat import SoupTrainConfig
+    from lorasoups.training.sft import trl_args
+
+    args = trl_args(SftConfig(trainer={"max_grad_norm": 0.3}), tmp_path)
+    assert (args.learning_rate, args.num_train_epochs, args.warmup_steps) == (3e-4, 3.0, 100)
+    assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "linear"
+    assert getattr(args.optim, "value", args.optim) == "adamw_torch"
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 4)
+    assert args.max_grad_norm == 0.3 and args.report_to in ([], "none", ["none"])
+    assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert args.packing is False and args.completion_only_loss is None
+    cfg = SftConfig()
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout) == (32, 64.0, 0.05)
+    assert cfg.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+    cat = SoupTrainConfig()
+    cat_args = trl_args(cat, tmp_path)
+    assert (cat_args.learning_rate, cat_args.num_train_epochs) == (1e-4, 1.0) and cat.recipe == "paper"
+    assert cat_args.completion_only_loss is True

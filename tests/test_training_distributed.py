@@ -44,7 +44,8 @@ DRIVER = textwrap.dedent('''
     model = res.model.module if hasattr(res.model, "module") else res.model
     save_file({k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()},
               f"{out}/rank{rank}.safetensors")
-    backend = dist.get_backend() if dist.is_initialized() else "none"
+    from accelerate import PartialState
+    backend = f"{PartialState().backend}:{dist.get_backend_config()}" if dist.is_initialized() else "none"
     world = dist.get_world_size() if dist.is_initialized() else 1
     print(f"DONE rank={rank} world={world} backend={backend} resumed={res.summary['resumed_from']}", flush=True)
 ''')
@@ -123,7 +124,7 @@ def test_two_process_accelerate_launch_gives_identical_adapters(tiny_dir, tmp_pa
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = sorted(line for line in done.stdout.splitlines() if line.startswith("DONE"))
-    assert lines == ["DONE rank=0 world=2 backend=gloo resumed=None", "DONE rank=1 world=2 backend=gloo resumed=None"]
+    assert lines == ["DONE rank=0 world=2 backend=gloo:cpu:gloo resumed=None", "DONE rank=1 world=2 backend=gloo:cpu:gloo resumed=None"]
     r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
     saved = _adapter(tmp_path / "runs")
     assert sorted(r0) == sorted(r1) and len(r0) > 0

@@ -157,7 +157,8 @@ class SandboxViolation(BaseException):
 
 
 _ALLOWED_READ = tuple(
-    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                   *CONFIG.get("site_packages", []))}
 )
 _DEVICES = {"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"}
 _BANNED_EVENTS = (
@@ -206,6 +207,10 @@ def _hook(event: str, args: tuple) -> None:
             _files_created[0] += 1
             if _files_created[0] > 64:
                 _deny("too many files opened for writing")
+        elif mode is None and not _inside(path, (SANDBOX,)):
+            # os.open (mode None) can return a directory descriptor, and calls taking dir_fd are
+            # audited with the relative path only: so low-level opens stay inside the sandbox.
+            _deny(f"os.open outside the sandbox: {path!r}")
         elif not _inside(path, (SANDBOX, *_ALLOWED_READ)):
             _deny(f"read outside the sandbox: {path!r}")
     elif event == "import":

@@ -106,6 +106,32 @@ class EloResult:
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+    def to_markdown(self, digits: int = 1) -> str:
+        """Models by median rating with their 95% bootstrap interval."""
+        lines = ["| model | ELO (median) | 95% CI |", "|---|---|---|"]
+        for m in self.ranking():
+            lines.append(f"| {m} | {self.median[m]:.{digits}f} | "
+                         f"[{self.ci_low[m]:.{digits}f}, {self.ci_high[m]:.{digits}f}] |")
+        return "\n".join(lines)
+
+    def plot_win_fraction(self, ax=None):
+        """The win-fraction matrix (row beats column), models in ranking order; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        order = self.ranking()
+        data = [[np.nan if a == b or self.win_fraction[a][b] is None else self.win_fraction[a][b]
+                 for b in order] for a in order]
+        ax = ax or plt.subplots(figsize=(0.8 * len(order) + 2, 0.7 * len(order) + 1.5))[1]
+        im = ax.imshow(data, vmin=0.0, vmax=1.0, cmap="RdBu")
+        ax.set_xticks(range(len(order)), order, rotation=45, ha="right")
+        ax.set_yticks(range(len(order)), order)
+        for i, row in enumerate(data):
+            for j, v in enumerate(row):
+                if not np.isnan(v):
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+        ax.figure.colorbar(im, ax=ax, label="fraction of battles won (row vs column)")
+        return ax
+
 
 def bootstrap_elo(
     battles: Iterable[Battle | Sequence[str] | dict],

@@ -18,7 +18,8 @@ What is enforced and how (the child side, ``_sandbox_child.py``, documents each 
 * an audit hook refusing process creation, signals, sockets, ctypes, rlimit changes, and file
   writes/deletes outside the temp dir (reported ``forbidden``).
 
-A program can only ever affect its own result (it could forge it, as it could return any value).
+Programs get the standard library (and pure-Python installed packages); numpy and anything else
+that loads ``ctypes`` is refused. A program can only ever affect its own result (it could forge it, as it could return any value).
 Not a security boundary against a determined attacker with a kernel exploit; it is meant for
 model-written code, which is mostly harmless and occasionally destructive by accident. Without
 root (no namespace, no uid drop), files the evaluator's user can write are protected by the

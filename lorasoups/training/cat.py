@@ -49,6 +49,7 @@ from lorasoups.training.sft import (
     check_trainer_overrides,
     finish,
     load_for_training,
+    resolved_precision,
     trl_args,
 )
 
@@ -95,7 +96,11 @@ class SoupTrainConfig:
     balance_loss_coef: float = 0.0
     """MoE only: weight of the router load-balancing loss added to the LM loss."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    """``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 on CPU."""
+    """Mixed precision. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 on CPU."""
+    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """dtype of the frozen base weights. ``auto``: bfloat16 on CUDA, float32 on CPU."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward (TRL's default is on; off: only alphas/routers train)."""
     seed: int = 0
     """Seed of data order (and of a random alpha/router init)."""
     logging_steps: int = 10
@@ -233,11 +238,12 @@ def train_soup(
         "train_data": dataset_fingerprint(train_dataset),
         "eval_data": dataset_fingerprint(eval_dataset),
         method: to_dict(cfg),
+        "resolved": resolved_precision(cfg),
     })
     if run.is_complete():
         return RunResult(run.dir, run.adapter if (run.adapter).is_dir() else None, True, run.summary())
 
-    model, tokenizer = load_for_training(base, seed=cfg.seed)
+    model, tokenizer = load_for_training(base, seed=cfg.seed, dtype=cfg.base_dtype)
     soup = build(method, model, [str(a) for a in adapters], **{"skill_names": skill_names(adapters), **cfg.soup})
     set_lora_dropout(soup, bool(cfg.lora_dropout_on))
     run.start()
@@ -262,7 +268,7 @@ def train_soup(
         "recipe": cfg.recipe,
         "resumed_from": resume,
         "global_step": trainer.state.global_step,
-        "train_loss": output.training_loss,
+        "train_loss": output.training_loss,  # mean over the steps run in this session
         "eval_loss_before": initial_eval,
         "eval_loss_best": final_eval,
         "best_checkpoint": trainer.state.best_model_checkpoint,
