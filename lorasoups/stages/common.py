@@ -1,0 +1,80 @@
+"""What every stage shares: the setting's data, and the train-result records later stages read."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from lorasoups import paths, results
+from lorasoups.config import ConfigError
+from lorasoups.data import DataConfig, identity
+from lorasoups.data.prepare import setting_datasets
+
+
+@lru_cache(maxsize=8)
+def _cached(setting: str, cfg_json: str, profile: str) -> dict[str, Any]:
+    return setting_datasets(setting, DataConfig(**json.loads(cfg_json)), profile)
+
+
+def data_for(setting: str, cfg: DataConfig, profile: str) -> dict[str, Any]:
+    """Skill train/validation sets, target test sets and the CAT mixture (cached per process)."""
+    return _cached(setting, json.dumps(cfg.__dict__, sort_keys=True), profile)
+
+
+def train_result_path(profile: str, setting: str, label: str, seed: int) -> Path:
+    """``results/<profile>/train/<setting>/<label>--s<seed>.json``."""
+    return results.result_path(f"train/{setting}", label, f"s{seed}", profile=profile)
+
+
+def write_train_result(profile: str, setting: str, label: str, seed: int, run: Any, config: Any,
+                       model: str, datasets: dict[str, Any] | None = None,
+                       metrics: dict[str, Any] | None = None, kind: str = "adapter") -> Path:
+    """Record one trained model: its run folder, adapter (or soup) folder and training metrics.
+
+    ``kind``: ``adapter`` (a standard PEFT adapter, loaded with PeftModel) or ``soup`` (a saved
+    soup that only :func:`lorasoups.merging.load_soup` can rebuild, e.g. MoE).
+    """
+    summary = dict(getattr(run, "summary", {}) or {})
+    keep = ("train_loss", "eval_loss_before", "eval_loss_best", "global_step", "recipe")
+    found = {k: summary[k] for k in keep if summary.get(k) is not None}
+    run_dir = Path(run.run_dir)
+    location = run_dir / "soup" if kind == "soup" else Path(run.adapter_dir)
+    return results.write_result(
+        train_result_path(profile, setting, label, seed),
+        config=config,
+        metrics={**found, **(metrics or {})},
+        model={"base": model},
+        datasets=datasets or {},
+        extra={"label": label, "setting": setting, "seed": seed, "kind": kind,
+               "location": str(location), "run_dir": str(run_dir), "reused": bool(run.reused)},
+    )
+
+
+def trained(profile: str, setting: str, seed: int) -> dict[str, dict[str, Any]]:
+    """Every model trained for (setting, seed): ``{label: {"kind", "location", ...}}``."""
+    folder = paths.results_dir(profile) / "train" / setting
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted(folder.glob(f"*--s{seed}.json")):
+        rec = results.read_result(f)
+        if not Path(rec["location"]).exists():
+            raise ConfigError(f"{f}: the model it records is gone ({rec['location']}); rerun its stage")
+        out[rec["label"]] = rec
+    return out
+
+
+def skill_adapters(profile: str, setting: str, seed: int) -> list[str]:
+    """The setting's two skill LoRAs (stage 02 must have run)."""
+    found = trained(profile, setting, seed)
+    missing = [label for label in ("skill1", "skill2") if label not in found]
+    if missing:
+        raise ConfigError(
+            f"setting {setting}, seed {seed}: no trained {', '.join(missing)} in "
+            f"{paths.results_dir(profile) / 'train' / setting}; run stage train_skills first"
+        )
+    return [found["skill1"]["location"], found["skill2"]["location"]]
+
+
+def identities(**named: Any) -> dict[str, Any]:
+    """``identity`` of each named dataset, for a result's ``datasets`` field."""
+    return {k: identity(v) for k, v in named.items()}

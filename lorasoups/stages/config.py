@@ -1,0 +1,51 @@
+"""Config sections of the reproduction stages that are not owned by a library module."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ALL_SETTINGS = ["math_code", "qabot", "reading_comprehension", "prompt_robustness"]
+
+
+@dataclass
+class ExperimentConfig:
+    """``experiment:`` section: which settings, seeds and methods a run covers."""
+
+    settings: list[str] = field(default_factory=lambda: list(ALL_SETTINGS))
+    """Settings of ``lorasoups.data.SETTINGS`` to run."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds (the paper's headline comparisons: 3)."""
+    datamix: list[str] = field(default_factory=lambda: ["concat", "sequential"])
+    """DATA-MIX variants: ``concat`` (one LoRA of rank k*r), ``sequential`` (corpus settings only)."""
+    merges: list[str] = field(default_factory=lambda: ["cat_static", "linear", "ties", "dare"])
+    """Static merges built from the skill LoRAs (``lorasoups.merging.METHODS``)."""
+    static_alpha: float = 0.5
+    """alpha of ``cat_static`` (the paper's ablation: 0.5)."""
+    merge_alphas: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    """Per-skill weights of linear / TIES / DARE when no sweep result exists."""
+    merge_density: float = 0.5
+    """Density (lambda) of TIES / DARE when no sweep result exists."""
+
+
+@dataclass
+class EvalConfig:
+    """``evaluation:`` section: decoding, judges and which models to score."""
+
+    max_new_tokens: int = 200
+    """Longest generation (the paper: 200)."""
+    greedy: bool = False
+    """Argmax decoding instead of the paper's temperature 0.01 / top_p 0.95 sampling."""
+    batch_size: int = 16
+    """Prompts per generation batch."""
+    labels: list[str] | None = None
+    """Models to evaluate (``results/README.md`` labels); None: every model trained for the setting."""
+    judge: Literal["none", "local", "openai"] = "none"
+    """LLM judge for QABot (QA judge) and reading comprehension (pairwise -> ELO). ``local``:
+    ``transformers serve`` with the base model on a loopback port; ``openai``: any
+    OpenAI-compatible endpoint from ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``."""
+    judge_model: str = "gpt-4"
+    """Model id for ``judge: openai``."""
+    judge_examples: int | None = None
+    """Judge at most this many examples per target (None: all)."""
+    elo_bootstrap: int = 5000
+    """Bootstrap rounds of the ELO confidence intervals (the paper: 5,000)."""

@@ -1,0 +1,131 @@
+"""Stage 08: every trained model of a setting on each of its target tasks, plus the LLM judges.
+
+One result JSON (+ per-example JSONL) per (model, target) in ``results/<profile>/eval/<setting>/``,
+and for reading comprehension an ELO table from the pairwise judge (paper §C.3).
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lorasoups import paths, results
+from lorasoups.data import DataConfig, get_entry, get_setting, identity
+from lorasoups.evaluation.generation import GenerationConfig
+from lorasoups.evaluation.reporting import save_evaluation
+from lorasoups.evaluation.tasks import evaluate
+from lorasoups.models import load_base, model_identity, resolve_model_dir, save_tiny_random_llama
+from lorasoups.stages.common import data_for, trained
+from lorasoups.stages.config import EvalConfig
+
+#: entry kind -> (scorer task of lorasoups.evaluation.tasks, column holding the gold answer)
+TASK_OF_KIND = {"program": ("gsm_hard", "target"), "math": ("gsm_hard", "target"),
+                "qa": ("qa", "answer"), "count": ("prompt_format", "answer")}
+#: Generations are cut where a model starts a new Alpaca turn.
+STOPS = ["### Instruction:", "### Response:", "### Input:"]
+
+
+def eval_result_path(profile: str, setting: str, label: str, target: str, seed: int) -> Path:
+    """``results/<profile>/eval/<setting>/<label>--<target>-s<seed>.json``."""
+    return results.result_path(f"eval/{setting}", label, f"{target}-s{seed}", profile=profile)
+
+
+def load_model(model: str, record: dict[str, Any] | None, device: str = "auto"):
+    """The base model, or the base with a trained adapter / saved soup on top."""
+    base, tok = load_base(model, device=device)
+    if record is None:
+        return base, tok
+    if record["kind"] == "adapter":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, record["location"]).eval(), tok
+    from lorasoups.merging import load_soup
+
+    return load_soup(record["location"], base).eval(), tok
+
+
+@contextlib.contextmanager
+def judge_for(cfg: EvalConfig, model: str):
+    """A :class:`~lorasoups.evaluation.judge.Judge` for ``cfg.judge`` (None for ``none``)."""
+    if cfg.judge == "none":
+        yield None
+        return
+    from lorasoups.evaluation.judge import Judge, JudgeConfig, local_server
+
+    if cfg.judge == "openai":
+        yield Judge(JudgeConfig(model=cfg.judge_model))
+        return
+    model_dir = (save_tiny_random_llama(paths.runs_dir() / "tiny-random-llama")
+                 if model == "tiny-random-llama" else resolve_model_dir(model))
+    with local_server(model_dir) as server:
+        yield Judge(JudgeConfig(base_url=server["base_url"], model=server["model"], workers=1))
+
+
+def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg: EvalConfig,
+                     profile: str) -> dict[str, dict[str, Any]]:
+    """Score base + every trained model on the setting's targets; returns {label: {target: metrics}}."""
+    s = get_setting(setting)
+    sets = data_for(setting, data, profile)
+    models: dict[str, dict[str, Any] | None] = {"base": None, **trained(profile, setting, seed)}
+    labels = [m for m in models if cfg.labels is None or m in cfg.labels]
+    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=cfg.greedy, batch_size=cfg.batch_size,
+                           seed=seed, stop_strings=list(STOPS))
+    summary: dict[str, dict[str, Any]] = {}
+    answers: dict[str, dict[str, list[str]]] = {t: {} for t in s.targets}
+    with judge_for(cfg, model) as judge:
+        for label in labels:
+            net, tok = load_model(model, models[label])
+            for target in s.targets:
+                ds = sets["targets"][target]
+                task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+                print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
+                with torch.no_grad():
+                    metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
+                                             generation=gen, progress=False)
+                if judge is not None and task == "qa" and setting == "qabot":
+                    metrics.update(_judge_qa(judge, ds, rows, cfg))
+                answers[target][label] = [r["generation"] for r in rows]
+                save_evaluation(
+                    eval_result_path(profile, setting, label, target, seed),
+                    config={"run": {"setting": setting, "label": label, "target": target, "task": task,
+                                    "seed": seed, "skills": [s.skill1, s.skill2], "source": data.source},
+                            "generation": gen},
+                    metrics=metrics, examples=rows,
+                    model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
+                    datasets={target: identity(ds)},
+                )
+                summary.setdefault(label, {})[target] = metrics
+            del net
+        if judge is not None and setting == "reading_comprehension":
+            for target in s.targets:
+                _elo(judge, sets["targets"][target], answers[target], cfg, profile, setting, target, seed)
+    return summary
+
+
+def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:
+    from lorasoups.evaluation.judge import judge_qa
+
+    n = len(rows) if cfg.judge_examples is None else min(cfg.judge_examples, len(rows))
+    contexts = list(ds["context"]) if "context" in ds.column_names else [""] * len(rows)
+    jm, _ = judge_qa(judge, list(ds["question"])[:n], contexts[:n], list(ds["answer"])[:n],
+                     [r["generation"] for r in rows][:n], progress=False)
+    return {"judge_accuracy": jm["judge_score_normalized"], "judge_unparsed": jm["unparseable"],
+            "judge_n": n, "judge_model": jm["judge_model"]}
+
+
+def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str, setting: str,
+         target: str, seed: int) -> None:
+    from lorasoups.evaluation.elo import bootstrap_elo
+    from lorasoups.evaluation.judge import pairwise_battles
+
+    n = len(ds) if cfg.judge_examples is None else min(cfg.judge_examples, len(ds))
+    contexts = list(ds["context"])[:n] if "context" in ds.column_names else None
+    battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n],
+                                           {m: a[:n] for m, a in answers.items()}, contexts,
+                                           list(ds["answer"])[:n], progress=False)
+    elo = bootstrap_elo(battles, n_bootstrap=cfg.elo_bootstrap, seed=seed).to_dict() if battles else None
+    save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
+                    config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge}},
+                    metrics={"elo": elo, **info}, examples=rows, datasets={target: identity(ds)})

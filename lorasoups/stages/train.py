@@ -1,0 +1,118 @@
+"""Stages 02-04 and 06-07: skill LoRAs, DATA-MIX, learned CAT, MoE routers, LoraHub weights."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, load
+from lorasoups.stages.common import data_for, identities, skill_adapters, write_train_result
+from lorasoups.training import (
+    LoraHubConfig,
+    SftConfig,
+    SoupTrainConfig,
+    train_cat,
+    train_datamix_concat,
+    train_datamix_sequential,
+    train_lorahub,
+    train_moe,
+    train_sft,
+)
+
+
+def _progress(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def train_skills(model: str, setting: str, seed: int, data: DataConfig, sft: SftConfig, profile: str) -> dict:
+    """One LoRA per skill of ``setting`` (the paper §B.1 recipe in ``sft``)."""
+    s = get_setting(setting)
+    sets = data_for(setting, data, profile)
+    cfg = dataclasses.replace(sft, seed=seed)
+    out = {}
+    for label, name in (("skill1", s.skill1), ("skill2", s.skill2)):
+        _progress(f"[{setting}] {label}: {name}")
+        run = train_sft(model, sets["skills"][name], cfg, name=f"{setting}-{label}-{name}")
+        write_train_result(profile, setting, label, seed, run, cfg, model,
+                           identities(**{name: sets["skills"][name]}))
+        out[label] = run.summary.get("train_loss")
+    return out
+
+
+def _is_corpus(name: str) -> bool:
+    return get_entry(name).kind == "corpus"
+
+
+def train_datamix(model: str, setting: str, seed: int, data: DataConfig, sft: SftConfig, profile: str,
+                  variants: list[str]) -> dict:
+    """DATA-MIX: (a) ``concat``, one LoRA of rank k*r on both skills' data; (b) ``sequential``,
+    corpus LoRA merged into the base, then one epoch on the instruction data (corpus settings)."""
+    s = get_setting(setting)
+    sets = data_for(setting, data, profile)
+    cfg = dataclasses.replace(sft, seed=seed)
+    skills = {s.skill1: sets["skills"][s.skill1], s.skill2: sets["skills"][s.skill2]}
+    out = {}
+    if "concat" in variants:
+        _progress(f"[{setting}] datamix (concat)")
+        run = train_datamix_concat(model, skills, cfg, name=f"{setting}-datamix", seed=seed)
+        write_train_result(profile, setting, "datamix", seed, run, cfg, model, identities(**skills))
+        out["datamix"] = run.summary.get("train_loss")
+    if "sequential" in variants and _is_corpus(s.skill1):
+        _progress(f"[{setting}] datamix (sequential)")
+        run = train_datamix_sequential(model, skills[s.skill1], skills[s.skill2], cfg,
+                                       dataclasses.replace(cfg, num_train_epochs=1.0),
+                                       name=f"{setting}-datamix-seq")
+        write_train_result(profile, setting, "datamix_seq", seed, run, cfg, model, identities(**skills))
+        out["datamix_seq"] = run.summary.get("train_loss")
+    return out
+
+
+def _validation_mixture(sets: dict[str, Any], seed: int):
+    """The validation split that picks CAT's / MoE's best checkpoint: both skills, equal shares."""
+    return cat_mixture(sets["validation"], fraction=1.0, seed=seed)
+
+
+def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
+               profile: str) -> dict:
+    """Learned CAT (``cat``: only the alphas train) or MoE (``moe``: only the routers) on the
+    CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss."""
+    sets = data_for(setting, data, profile)
+    adapters = skill_adapters(profile, setting, seed)
+    cfg = dataclasses.replace(cfg, seed=seed)
+    train_fn = train_cat if method == "cat" else train_moe
+    _progress(f"[{setting}] {method}: {len(sets['cat_mixture'])} mixture records")
+    run = train_fn(model, adapters, sets["cat_mixture"], _validation_mixture(sets, seed), cfg,
+                   name=f"{setting}-{method}")
+    extra: dict[str, Any] = {}
+    alphas = Path(run.run_dir) / "alphas.json"
+    if alphas.is_file():
+        extra["alphas"] = json.loads(alphas.read_text())
+    write_train_result(profile, setting, method, seed, run, cfg, model,
+                       identities(cat_mixture=sets["cat_mixture"]), extra,
+                       kind="adapter" if method == "cat" else "soup")
+    return {k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best")}
+
+
+def lorahub_examples(setting: str, data: DataConfig, n: int):
+    """LoraHub's few target examples: the first target's validation split (never its test split)."""
+    target = get_setting(setting).targets[0]
+    try:
+        ds = load(target, "validation", source=data.source, seed=data.seed, size=max(n, 1), mirror=data.mirror)
+    except DataError as exc:
+        raise DataError(f"LoraHub needs {n} examples of {target} outside its test split: {exc}") from exc
+    return ds
+
+
+def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: LoraHubConfig,
+                   profile: str) -> dict:
+    """LoraHub: gradient-free (nevergrad) weights for the skill LoRAs on a few target examples."""
+    adapters = skill_adapters(profile, setting, seed)
+    cfg = dataclasses.replace(cfg, seed=seed)
+    examples = lorahub_examples(setting, data, cfg.n_examples)
+    _progress(f"[{setting}] lorahub: {cfg.budget} evaluations on {cfg.n_examples} examples")
+    run = train_lorahub(model, adapters, examples, cfg, name=f"{setting}-lorahub")
+    weights = Path(run.run_dir) / "weights.json"
+    extra = {"weights": json.loads(weights.read_text()).get("weights")} if weights.is_file() else {}
+    write_train_result(profile, setting, "lorahub", seed, run, cfg, model, identities(examples=examples), extra)
+    return extra
