@@ -10,6 +10,7 @@ notebook source) lets an unchanged stage with its outputs present be skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -19,10 +20,20 @@ from typing import Any
 
 from lorasoups import paths
 from lorasoups.checks import CheckBaseModelConfig
+from lorasoups.config import (
+    ConfigError,
+    check_sections,
+    did_you_mean,
+    from_dict,
+    load_layers,
+    section,
+    to_dict,
+)
 from lorasoups.data.config import DataConfig
-from lorasoups.config import ConfigError, check_sections, did_you_mean, load_layers, section, to_dict
 from lorasoups.models import ModelConfig, short_name
 from lorasoups.results import file_sha256, fingerprint
+from lorasoups.stages.config import AnalysisConfig, EvalConfig, ExperimentConfig
+from lorasoups.training import LoraHubConfig, SftConfig, SoupTrainConfig
 
 
 @dataclass
@@ -45,7 +56,8 @@ class Stage:
     """Config sections whose fields become the notebook's parameters (flat; a field whose name
     is already taken by a shared parameter is passed as ``<section>_<field>``, e.g. ``data_seed``)."""
     outputs: list[str] = field(default_factory=list)
-    """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name)."""
+    """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name,
+    ``{setting}`` / ``{seed}`` expanded over the ``experiment`` section's settings and seeds)."""
 
 
 #: Every config section and its dataclass (the stage configs live beside the code that uses them).
@@ -54,12 +66,33 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "check_base_model": CheckBaseModelConfig,
     "data": DataConfig,
+    "experiment": ExperimentConfig,
+    "sft": SftConfig,
+    "cat": SoupTrainConfig,
+    "moe": SoupTrainConfig,
+    "lorahub": LoraHubConfig,
+    "evaluation": EvalConfig,
+    "analysis": AnalysisConfig,
 }
 
+_TRAIN = "{results}/train/{setting}/%s--s{seed}.json"
 STAGES: list[Stage] = [
     Stage("check_base_model", "00_check_base_model.ipynb", ["model", "check_base_model"],
           ["{results}/check_base_model/{model}--default.json"]),
     Stage("prepare_data", "01_prepare_data.ipynb", ["data"], ["{results}/data/manifest--default.json"]),
+    Stage("train_skills", "02_train_skills.ipynb", ["model", "data", "experiment", "sft"],
+          [_TRAIN % "skill1", _TRAIN % "skill2"]),
+    Stage("train_datamix", "03_train_datamix.ipynb", ["model", "data", "experiment", "sft"], [_TRAIN % "datamix"]),
+    Stage("learn_cat", "04_learn_cat.ipynb", ["model", "data", "experiment", "cat"], [_TRAIN % "cat"]),
+    Stage("merge_static", "05_merge_static.ipynb", ["model", "experiment"], [_TRAIN % "cat_static"]),
+    Stage("learn_moe", "06_learn_moe.ipynb", ["model", "data", "experiment", "moe"], [_TRAIN % "moe"]),
+    Stage("search_lorahub", "07_search_lorahub.ipynb", ["model", "data", "experiment", "lorahub"],
+          [_TRAIN % "lorahub"]),
+    Stage("evaluate", "08_evaluate.ipynb", ["model", "data", "experiment", "evaluation"],
+          ["{results}/eval/{setting}/base--{first_target}-s{seed}.json"]),
+    # Analysis notebooks read only results/ and write figures/ (always rerun: they take seconds).
+    *[Stage(f"analysis_{name}", f"analysis/{name}.ipynb", ["analysis"], [])
+      for name in ("hard_math_code", "qabot", "reading_comprehension", "prompt_robustness", "ablations")],
 ]
 
 
@@ -85,16 +118,53 @@ def resolve(profile: str = "auto", extra: list[str] | None = None,
 RENAMES: dict[str, dict[str, str]] = {"model": {"name": "model"}}
 
 
+def flat_names(stage: Stage) -> list[tuple[str, str, str]]:
+    """``(section, field, parameter name)`` of every field a stage's notebook receives.
+
+    Names are the field names, except the renames above and a field whose name is already taken
+    (``seed`` of the run, or of an earlier section), which becomes ``<section>_<field>``.
+    """
+    taken = {"profile", "seed"}
+    out = []
+    for sec in stage.sections:
+        for f in dataclasses.fields(SECTIONS[sec]):
+            flat = RENAMES.get(sec, {}).get(f.name, f.name)
+            if flat in taken:
+                flat = f"{sec}_{f.name}"
+            taken.add(flat)
+            out.append((sec, f.name, flat))
+    return out
+
+
 def stage_parameters(stage: Stage, cfg: dict[str, Any]) -> dict[str, Any]:
     """Flat papermill parameters of one stage: ``profile``, ``seed``, then its sections' fields."""
     params: dict[str, Any] = {"profile": cfg["run"].profile, "seed": cfg["run"].seed}
-    for sec in stage.sections:
-        for key, value in to_dict(cfg[sec]).items():
-            flat = RENAMES.get(sec, {}).get(key, key)
-            if flat in params:
-                flat = f"{sec}_{key}"
-            params[flat] = value
+    for sec, key, flat in flat_names(stage):
+        params[flat] = to_dict(getattr(cfg[sec], key))
     return params
+
+
+def get_stage(name: str) -> Stage:
+    """The stage called ``name`` (with a "did you mean")."""
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise ConfigError(f"unknown stage '{name}'{did_you_mean(name, [s.name for s in STAGES])}")
+
+
+def stage_config(stage_name: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Inside a notebook: rebuild and validate the stage's config sections from its flat parameters.
+
+    ``cfg = pipeline.stage_config("train_skills", globals())`` -> ``{"sft": SftConfig(...), ...}``,
+    the inverse of :func:`stage_parameters`, so a notebook never lists every field twice.
+    """
+    stage = get_stage(stage_name)
+    values: dict[str, dict[str, Any]] = {sec: {} for sec in stage.sections}
+    for sec, key, flat in flat_names(stage):
+        if flat not in namespace:
+            raise ConfigError(f"notebook of stage {stage_name}: parameter '{flat}' ({sec}.{key}) is not defined")
+        values[sec][key] = namespace[flat]
+    return {sec: from_dict(SECTIONS[sec], v, f"notebook parameters:{sec}") for sec, v in values.items()}
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -116,9 +186,21 @@ def check_notebook(stage: Stage, params: dict[str, Any]) -> None:
 
 
 def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
+    from lorasoups.data import get_setting
+
     model = short_name(params.get("model", ""))
     res = paths.results_dir(params["profile"])
-    return [Path(o.format(results=res, model=model)) for o in stage.outputs]
+    out = []
+    for template in stage.outputs:
+        for setting in params.get("settings", [None]) if "{setting}" in template else [None]:
+            for seed in params.get("seeds", [None]) if "{seed}" in template else [None]:
+                first = get_setting(setting).targets[0] if setting else None
+                out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
+                                                first_target=first)))
+    return out
+
+
+
 
 
 def _stamp(stage: Stage, params: dict[str, Any]) -> str:
@@ -132,10 +214,8 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
 
     cfg = resolve(profile, extra)
     prof = cfg["run"].profile
-    names = [s.name for s in STAGES]
     for s in stages or []:
-        if s not in names:
-            raise ConfigError(f"unknown stage '{s}'{did_you_mean(s, names)}; stages: {', '.join(names)}")
+        get_stage(s)
     selected = [s for s in STAGES if not stages or s.name in stages]
     plan = [(s, stage_parameters(s, cfg)) for s in selected]
     for stage, params in plan:  # validate everything before running anything
@@ -147,9 +227,11 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
     report = []
     for stage, params in plan:
         stamp_file = stamp_dir / f"{stage.name}.json"
+        (out_dir / stage.notebook).parent.mkdir(parents=True, exist_ok=True)
         stamp = _stamp(stage, params)
-        fresh = (stamp_file.is_file() and json.loads(stamp_file.read_text()).get("stamp") == stamp
-                 and all(p.is_file() for p in _outputs(stage, params)))
+        outputs = _outputs(stage, params)
+        fresh = (bool(outputs) and stamp_file.is_file()
+                 and json.loads(stamp_file.read_text()).get("stamp") == stamp and all(p.is_file() for p in outputs))
         if fresh and not force:
             print(f"[pipeline] {stage.name}: up to date, skipped")
             report.append({"stage": stage.name, "ran": False, "seconds": 0.0})
@@ -158,7 +240,8 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
         start = time.perf_counter()
         papermill.execute_notebook(
             str(paths.NOTEBOOKS / stage.notebook), str(out_dir / stage.notebook),
-            parameters=params, kernel_name=kernel, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+            parameters=params, kernel_name=kernel, cwd=str((paths.NOTEBOOKS / stage.notebook).parent),
+            progress_bar=False,
         )
         seconds = round(time.perf_counter() - start, 1)
         missing = [str(p) for p in _outputs(stage, params) if not p.is_file()]

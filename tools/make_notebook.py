@@ -31,3 +31,39 @@ def write(path: str | Path, cells: list[tuple]) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("import tools.make_notebook and call write(path, cells)")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """First line of the docstring under each dataclass field (they are not kept at runtime)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = nxt.value.value.strip().splitlines()[0]
+    return docs
+
+
+def parameters_cell(stage: str, overrides: dict | None = None, profile: str = "smoke") -> str:
+    """The ``parameters`` cell of a stage notebook: the profile's values, one comment per line."""
+    from lorasoups import pipeline
+
+    st = pipeline.get_stage(stage)
+    params = {**pipeline.stage_parameters(st, pipeline.resolve(profile)), **(overrides or {})}
+    comments = {"profile": "smoke | full: sizes and where results go", "seed": "seed of this run"}
+    for sec, key, flat in pipeline.flat_names(st):
+        comments[flat] = field_docs(pipeline.SECTIONS[sec]).get(key, f"{sec}.{key}")
+    lines = [f"# Parameters (defaults: the CPU {profile} profile)"]
+    for name, value in params.items():
+        lines.append(f"{name} = {value!r}  # {comments.get(name, '')}".rstrip())
+    return "\n".join(lines)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from lorasoups.config import did_you_mean
-from lorasoups.evaluation.generation import GenerationConfig, generate
+from lorasoups.evaluation.fastgen import generate_auto
+from lorasoups.evaluation.generation import GenerationConfig
 from lorasoups.evaluation.gsm_hard import score_gsm_hard
 from lorasoups.evaluation.qa_metrics import score_qa
 from lorasoups.evaluation.reporting import save_evaluation
@@ -55,7 +56,7 @@ def evaluate(
     gen_cfg = generation or GenerationConfig()
     timer = Timer()
     with timer("generate"):
-        generations = generate(model, tokenizer, prompts, gen_cfg, progress=progress)
+        generations = generate_auto(model, tokenizer, prompts, gen_cfg, progress=progress)
     with timer("score"):
         metrics, rows = scorer(generations, golds)
     for row, prompt, text in zip(rows, prompts, generations):

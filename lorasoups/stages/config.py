@@ -49,3 +49,11 @@ class EvalConfig:
     """Judge at most this many examples per target (None: all)."""
     elo_bootstrap: int = 5000
     """Bootstrap rounds of the ELO confidence intervals (the paper: 5,000)."""
+
+
+@dataclass
+class AnalysisConfig:
+    """``analysis:`` section: what the analysis notebooks read."""
+
+    seeds: list[int] | None = None
+    """Training seeds to analyse (None: every seed found in results/)."""

@@ -129,3 +129,17 @@ def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str
     save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
                     config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge}},
                     metrics={"elo": elo, **info}, examples=rows, datasets={target: identity(ds)})
+
+
+#: The number each task kind is compared on (first present key wins).
+HEADLINE_KEYS = ("exec_accuracy", "accuracy", "judge_accuracy", "f1")
+
+
+def headline(by_target: dict[str, dict[str, Any]], digits: int = 3) -> dict[str, float]:
+    """``{target: headline metric}`` rounded, for printing a setting's scores on one line."""
+    out = {}
+    for target, metrics in by_target.items():
+        key = next((k for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))), None)
+        if key is not None:
+            out[target] = round(float(metrics[key]), digits)
+    return out

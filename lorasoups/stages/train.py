@@ -63,14 +63,17 @@ def train_datamix(model: str, setting: str, seed: int, data: DataConfig, sft: Sf
         run = train_datamix_sequential(model, skills[s.skill1], skills[s.skill2], cfg,
                                        dataclasses.replace(cfg, num_train_epochs=1.0),
                                        name=f"{setting}-datamix-seq")
-        write_train_result(profile, setting, "datamix_seq", seed, run, cfg, model, identities(**skills))
-        out["datamix_seq"] = run.summary.get("train_loss")
+        stages = run.summary.get("stages", {})
+        losses = {f"{k}_train_loss": v.get("train_loss") for k, v in stages.items()}
+        write_train_result(profile, setting, "datamix_seq", seed, run, cfg, model, identities(**skills), losses)
+        out["datamix_seq"] = losses.get("instructions_train_loss")
     return out
 
 
-def _validation_mixture(sets: dict[str, Any], seed: int):
-    """The validation split that picks CAT's / MoE's best checkpoint: both skills, equal shares."""
-    return cat_mixture(sets["validation"], fraction=1.0, seed=seed)
+def _validation_mixture(sets: dict[str, Any], data: DataConfig, seed: int):
+    """The split that picks CAT's / MoE's best checkpoint: the same share (``data.cat_fraction``)
+    of each skill's *validation* split as the training mixture takes of its train split."""
+    return cat_mixture(sets["validation"], fraction=data.cat_fraction, seed=seed)
 
 
 def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
@@ -82,7 +85,7 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
     cfg = dataclasses.replace(cfg, seed=seed)
     train_fn = train_cat if method == "cat" else train_moe
     _progress(f"[{setting}] {method}: {len(sets['cat_mixture'])} mixture records")
-    run = train_fn(model, adapters, sets["cat_mixture"], _validation_mixture(sets, seed), cfg,
+    run = train_fn(model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
                    name=f"{setting}-{method}")
     extra: dict[str, Any] = {}
     alphas = Path(run.run_dir) / "alphas.json"
@@ -110,6 +113,9 @@ def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: L
     adapters = skill_adapters(profile, setting, seed)
     cfg = dataclasses.replace(cfg, seed=seed)
     examples = lorahub_examples(setting, data, cfg.n_examples)
+    if len(examples) < cfg.n_examples:  # tiny generated validation splits (QABot's manual has few facts)
+        _progress(f"[{setting}] lorahub: only {len(examples)} validation examples, using them all")
+        cfg = dataclasses.replace(cfg, n_examples=len(examples))
     _progress(f"[{setting}] lorahub: {cfg.budget} evaluations on {cfg.n_examples} examples")
     run = train_lorahub(model, adapters, examples, cfg, name=f"{setting}-lorahub")
     weights = Path(run.run_dir) / "weights.json"

@@ -1,0 +1,140 @@
+"""Generation throughput on GPU: plain HF ``generate`` on a left-padded batch vs fastgen, one process.
+
+    .venv/bin/python benchmarks/bench_generation.py [--model smollm2-135m-instruct] [--n 64] [--max-new-tokens 200]
+    .venv/bin/python benchmarks/bench_generation.py --smoke    # tiny model on CPU: checks the script runs
+
+The issue-8 workload: the first ``--n`` GSM-Hard test prompts (``lorasoups.data.load("gsm_hard",
+"test")``), greedy, bf16, at most 200 new tokens, stopping at EOS only (no stop strings, so both
+sides do the same work). Baseline: ``model.generate`` on the whole left-padded batch (one call).
+Rows: the baseline; fastgen eager (dynamic cache, finished rows dropped); fastgen with a static
+cache + ``torch.compile(mode="reduce-overhead")`` (CUDA graphs; compile time reported apart, the
+timed call is the second one, as in a sweep); optionally fastgen with the automatic batch size on
+``--scale`` prompts. tokens/s counts generated tokens up to and including EOS (at most 200 per
+prompt), the same count for every row when outputs agree. ``identical`` compares each prompt's
+text with the baseline's. Target (issue 8): fastgen >= 20x the baseline's tokens/s.
+Writes ``results/<profile>/benchmarks/generation--<variant>.json``. Without CUDA (and without
+--smoke) it prints why and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hf_batch(model, tok, prompts, max_new: int, eos: set[int], device) -> tuple[list[str], int, float]:
+    """Plain HF generate on one left-padded batch: (texts, tokens up to EOS, seconds)."""
+    tok.padding_side = "left"
+    enc = tok(list(prompts), return_tensors="pt", padding=True).to(device)
+    sync(device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None,
+                             top_k=None, num_beams=1, pad_token_id=tok.pad_token_id)
+    sync(device)
+    seconds = time.perf_counter() - t
+    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    texts, tokens = [], 0
+    for row in new:
+        cut = next((i + 1 for i, x in enumerate(row) if x in eos), len(row))
+        tokens += cut
+        texts.append(tok.decode(row[:cut], skip_special_tokens=True))
+    return texts, tokens, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--n", type=int, default=64, help="prompts in the benchmark batch")
+    ap.add_argument("--max-new-tokens", type=int, default=200)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ap.add_argument("--scale", type=int, default=0, help="also time fastgen (auto batch) on this many prompts")
+    ap.add_argument("--no-compile", action="store_true", help="skip the CUDA-graph row")
+    ap.add_argument("--profile", default=None, help="results profile (default: full on GPU, smoke with --smoke)")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, CPU, few prompts: a check that it runs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.model, args.n, args.max_new_tokens, args.dtype = "tiny-random-llama", 8, 24, "float32"
+        args.scale = 0
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print("bench_generation: no CUDA device, nothing measured (use --smoke for a CPU check of the script)")
+        return
+    else:
+        device = torch.device("cuda")
+    profile = args.profile or ("smoke" if args.smoke else "full")
+    dtype = getattr(torch, args.dtype)
+
+    from lorasoups.data import identity, load
+    from lorasoups.evaluation.fastgen import FastGenConfig, FastGenerator, eos_ids
+    from lorasoups.models import load_base, model_identity
+    from lorasoups.results import result_path, write_result
+
+    model, tok = load_base(args.model, dtype=dtype, device=device)
+    ds = load("gsm_hard", "test")
+    prompts = list(ds["prompt"][: args.n])
+    eos = set(eos_ids(model, tok, FastGenConfig()))
+    lengths = [len(tok(p)["input_ids"]) for p in prompts]
+
+    # ---------------------------------------------------------------- baseline: HF generate, one batch
+    hf_batch(model, tok, prompts[:2], 4, eos, device)  # warm-up (kernels, allocator)
+    ref, ref_tokens, ref_s = hf_batch(model, tok, prompts, args.max_new_tokens, eos, device)
+    rows = [{"method": f"HF generate, left-padded batch of {len(prompts)}", "tokens": ref_tokens,
+             "seconds": ref_s, "identical": len(prompts)}]
+
+    def fast(label: str, cfg: FastGenConfig, batch_prompts, compare: bool) -> None:
+        gen = FastGenerator(model, tok, cfg)
+        sync(device)
+        t = time.perf_counter()
+        gen.generate(batch_prompts, progress=False)  # first call: compilation / graph capture
+        sync(device)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        texts = gen.generate(batch_prompts, progress=False)
+        sync(device)
+        seconds = time.perf_counter() - t
+        same = sum(a == b for a, b in zip(texts, ref)) if compare else None
+        rows.append({"method": label, "tokens": gen.stats.tokens, "seconds": seconds, "identical": same,
+                     "first_call_s": first, "batch_size": gen.stats.batch_size, "compiled": gen.stats.compiled,
+                     "differing": [i for i, (a, b) in enumerate(zip(texts, ref)) if a != b][:10] if compare else None})
+
+    base_cfg = dict(max_new_tokens=args.max_new_tokens, batch_size=len(prompts))
+    fast(f"fastgen eager, batch {len(prompts)}", FastGenConfig(**base_cfg), prompts, True)
+    if device.type == "cuda" and not args.no_compile:
+        fast(f"fastgen CUDA graphs, batch {len(prompts)}", FastGenConfig(**base_cfg, compile=True), prompts, True)
+    if args.scale and device.type == "cuda":
+        many = list(ds["prompt"][: args.scale])
+        fast(f"fastgen CUDA graphs, auto batch, {len(many)} prompts",
+             FastGenConfig(max_new_tokens=args.max_new_tokens, compile=not args.no_compile), many, False)
+
+    # ---------------------------------------------------------------- report
+    for r in rows:
+        r["tokens_per_s"] = r["tokens"] / r["seconds"]
+        r["ratio"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"model {args.model}, {name}, {args.dtype}, {len(prompts)} GSM-Hard prompts "
+          f"({min(lengths)}-{max(lengths)} tokens), <= {args.max_new_tokens} new tokens, greedy")
+    print(f"{'method':48s} {'tokens':>7s} {'s':>8s} {'tok/s':>9s} {'x HF':>7s} {'identical':>9s}")
+    for r in rows:
+        ident = "-" if r["identical"] is None else f"{r['identical']}/{len(prompts)}"
+        print(f"{r['method']:48s} {r['tokens']:7d} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} "
+              f"{r['ratio']:7.2f} {ident:>9s}")
+    best = max(rows[1:], key=lambda r: r["ratio"] if r["identical"] is not None else 0)
+    print(f"fastgen / HF generate: {best['ratio']:.1f}x ({best['method']}); target >= 20x")
+    out = result_path("benchmarks", "generation", "smoke" if args.smoke else f"{args.model}-{args.dtype}",
+                      profile=profile)
+    write_result(out, config=vars(args), metrics={"rows": rows, "ratio": best["ratio"], "device": name},
+                 model=model_identity(args.model), datasets={"gsm_hard": identity(ds)})
+    print(f"wrote {out}")
+    if args.smoke and any(r["identical"] not in (None, len(prompts)) for r in rows):
+        raise SystemExit("bench_generation --smoke: fastgen's outputs differ from HF generate's")
+
+
+if __name__ == "__main__":
+    main()

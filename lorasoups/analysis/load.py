@@ -1,0 +1,250 @@
+"""Read ``results/<profile>/`` (the layout of ``results/README.md``) into plain, validated records.
+
+Analysis reads nothing else. Every record is a dict (no pandas: a few dozen files, and plain dicts
+print and test well). A file that is present but unusable (bad JSON, a missing field, a name that
+disagrees with its content) raises :class:`ResultsError` naming the file, line and field: a wrong
+number in a figure is worse than no figure. A file that is *absent* is not an error here; the
+artifact builders list what they need and skip with the list of missing paths.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from lorasoups import paths
+
+#: metrics keys each task kind must carry (``results/README.md``, "Metrics by task kind").
+REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
+    "gsm_hard": ("n", "exec_accuracy"),
+    "qa": ("n", "exact_match", "f1", "contains"),
+    "prompt_format": ("n", "accuracy"),
+}
+#: per-example correctness flag of each task kind, in the ``.examples.jsonl`` rows (QA rows carry
+#: graded scores, exact_match / f1 / contains, so a caller names the one it wants).
+SOLVED_FLAG: dict[str, str] = {"gsm_hard": "exec_correct", "prompt_format": "correct"}
+#: fields of an ELO result's metrics (``EloResult.to_dict()``).
+ELO_METRICS = ("median", "ci_low", "ci_high")
+
+_EVAL = re.compile(r"^(?P<label>[A-Za-z0-9_]+)--(?P<target>[A-Za-z0-9_.+]+)-s(?P<seed>\d+)\.json$")
+_TRAIN = re.compile(r"^(?P<label>[A-Za-z0-9_]+)--s(?P<seed>\d+)\.json$")
+
+
+class ResultsError(ValueError):
+    """A result file that exists but cannot be used; the message names the file and field."""
+
+
+def root(profile: str) -> Path:
+    """``results/<profile>/`` (``LORASOUPS_RESULTS`` overrides the root)."""
+    return paths.results_dir(profile)
+
+
+def eval_path(profile: str, setting: str, label: str, target: str, seed: int) -> Path:
+    return root(profile) / "eval" / setting / f"{label}--{target}-s{seed}.json"
+
+
+def elo_path(profile: str, setting: str, target: str, seed: int) -> Path:
+    return eval_path(profile, setting, "elo", target, seed)
+
+
+def train_path(profile: str, setting: str, label: str, seed: int) -> Path:
+    return root(profile) / "train" / setting / f"{label}--s{seed}.json"
+
+
+def examples_path(result: Path) -> Path:
+    """``x--t-s0.json`` -> ``x--t-s0.examples.jsonl`` (as :mod:`lorasoups.evaluation.reporting`)."""
+    return result.with_name(result.name[: -len(".json")] + ".examples.jsonl")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A result JSON as a dict; ResultsError naming the file when it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: result file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _field(data: dict[str, Any], path: Path, *keys: str) -> Any:
+    cur: Any = data
+    for i, key in enumerate(keys):
+        if not isinstance(cur, dict) or key not in cur:
+            raise ResultsError(f"{path}: missing field '{'.'.join(keys[: i + 1])}'")
+        cur = cur[key]
+    return cur
+
+
+def model_name(data: dict[str, Any]) -> str:
+    """The base model a result used: ``model.name`` (or ``model.base``), else ``config.run.model``."""
+    model = data.get("model") or {}
+    run = (data.get("config") or {}).get("run") or {}
+    return str(model.get("name") or model.get("base") or run.get("model") or "unknown model")
+
+
+def eval_record(path: str | Path) -> dict[str, Any]:
+    """One eval JSON: setting, label, target, seed, task, metrics, model, skills, path.
+
+    The file name (``<label>--<target>-s<seed>.json``) must agree with ``config.run``.
+    """
+    path = Path(path)
+    m = _EVAL.match(path.name)
+    if not m or m["label"] == "elo":
+        raise ResultsError(f"{path}: not an eval result name '<label>--<target>-s<seed>.json'")
+    data = read_json(path)
+    run = _field(data, path, "config", "run")
+    named = {"setting": path.parent.name, "label": m["label"], "target": m["target"], "seed": int(m["seed"])}
+    for key, value in named.items():
+        if key in run and run[key] != value:
+            raise ResultsError(f"{path}: config.run.{key} is {run[key]!r} but the file name says {value!r}")
+    task = run.get("task") or (data.get("config") or {}).get("task")
+    if task not in REQUIRED_METRICS:
+        raise ResultsError(f"{path}: config.run.task is {task!r}, expected one of {list(REQUIRED_METRICS)}")
+    metrics = _field(data, path, "metrics")
+    for key in REQUIRED_METRICS[task]:
+        if not isinstance(metrics.get(key), int | float):
+            raise ResultsError(f"{path}: metrics.{key} is missing or not a number (task '{task}')")
+    return {**named, "task": task, "metrics": metrics, "n": int(metrics["n"]), "model": model_name(data),
+            "skills": run.get("skills"), "path": path}
+
+
+def eval_records(profile: str, setting: str, target: str | None = None,
+                 seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """Every eval record of a setting (optionally one target, some seeds), sorted by name."""
+    folder = root(profile) / "eval" / setting
+    out = []
+    for f in sorted(folder.glob("*.json")):
+        if f.name.startswith("elo--"):
+            continue
+        rec = eval_record(f)
+        if (target is None or rec["target"] == target) and (seeds is None or rec["seed"] in seeds):
+            out.append(rec)
+    return out
+
+
+def solved(record: dict[str, Any], flag: str | None = None) -> dict[int, bool]:
+    """Per-example solved flags of an eval record, keyed by ``index``, from its ``.examples.jsonl``."""
+    flag = flag or SOLVED_FLAG.get(record["task"])
+    if flag is None:
+        raise ResultsError(f"{record['path']}: task '{record['task']}' has no solved flag; pass flag=")
+    path = examples_path(record["path"])
+    if not path.is_file():
+        raise ResultsError(f"{path}: per-example results not found (written beside {record['path'].name})")
+    out: dict[int, bool] = {}
+    with open(path) as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ResultsError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
+            for key in ("index", flag):
+                if key not in row:
+                    raise ResultsError(f"{path}:{i}: missing field '{key}'")
+            if row["index"] in out:
+                raise ResultsError(f"{path}:{i}: index {row['index']} appears twice")
+            out[row["index"]] = bool(row[flag])
+    if len(out) != record["n"]:
+        raise ResultsError(f"{path}: {len(out)} examples but {record['path'].name} says n={record['n']}")
+    return out
+
+
+def elo_record(path: str | Path) -> dict[str, Any]:
+    """One ELO JSON (``elo--<target>-s<seed>.json``): ``metrics.elo`` is ``EloResult.to_dict()``
+    (median, ci_low, ci_high per model, n_battles), or null when the judge gave no usable battle;
+    then the record's ``elo`` is None. (A file with the ratings at the top of ``metrics`` is read too.)
+    """
+    path = Path(path)
+    m = _EVAL.match(path.name)
+    if not m or m["label"] != "elo":
+        raise ResultsError(f"{path}: not an ELO result name 'elo--<target>-s<seed>.json'")
+    data = read_json(path)
+    metrics = _field(data, path, "metrics")
+    where = "metrics.elo" if "elo" in metrics else "metrics"
+    elo = metrics["elo"] if "elo" in metrics else metrics
+    rec = {"setting": path.parent.name, "target": m["target"], "seed": int(m["seed"]), "elo": None,
+           "n_battles": None, "model": model_name(data), "path": path}
+    if elo is None:
+        return rec
+    if not isinstance(elo, dict):
+        raise ResultsError(f"{path}: {where} is not an object")
+    for key in ELO_METRICS:
+        if not isinstance(elo.get(key), dict) or not elo[key]:
+            raise ResultsError(f"{path}: {where}.{key} is missing or not a rating per model")
+    for key in ("ci_low", "ci_high"):
+        if set(elo[key]) != set(elo["median"]):
+            raise ResultsError(f"{path}: {where}.{key} rates other models than {where}.median")
+    return {**rec, "elo": elo, "n_battles": elo.get("n_battles")}
+
+
+def train_record(path: str | Path) -> dict[str, Any]:
+    """One train JSON (``<label>--s<seed>.json``): setting, label, seed, metrics, model, path."""
+    path = Path(path)
+    m = _TRAIN.match(path.name)
+    if not m:
+        raise ResultsError(f"{path}: not a train result name '<label>--s<seed>.json'")
+    data = read_json(path)
+    return {"setting": path.parent.name, "label": m["label"], "seed": int(m["seed"]),
+            "metrics": _field(data, path, "metrics"), "model": model_name(data), "path": path}
+
+
+def alpha_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The learned alphas of a CAT train record (rows of module, layer, kind, group, skill, alpha)."""
+    rows = record["metrics"].get("alphas")
+    path = record["path"]
+    if not isinstance(rows, list) or not rows:
+        raise ResultsError(f"{path}: metrics.alphas is missing or empty (a learned CAT run records it)")
+    for i, row in enumerate(rows):
+        for key in ("module", "layer", "kind", "skill", "alpha"):
+            if not isinstance(row, dict) or key not in row:
+                raise ResultsError(f"{path}: metrics.alphas[{i}]: missing field '{key}'")
+    return rows
+
+
+def seeds_found(profile: str, setting: str, folder: str = "eval") -> list[int]:
+    """Seeds that have at least one result of ``setting`` under ``eval/`` (or ``train/``)."""
+    pattern = _EVAL if folder == "eval" else _TRAIN
+    found = set()
+    for f in (root(profile) / folder / setting).glob("*.json"):
+        m = pattern.match(f.name)
+        if m:
+            found.add(int(m["seed"]))
+    return sorted(found)
+
+
+def missing(files: list[Path]) -> list[Path]:
+    """The files of ``files`` that do not exist."""
+    return [f for f in files if not Path(f).is_file()]
+
+
+def resolve_seeds(profile: str, setting: str, seeds: list[int] | None, folder: str = "eval") -> list[int]:
+    """``seeds`` as given, else every seed found for ``setting``, else ``[0]`` (for the message)."""
+    return sorted(set(seeds)) if seeds else (seeds_found(profile, setting, folder) or [0])
+
+
+def gather(profile: str, setting: str, target: str, seeds: list[int],
+           required: tuple[str, ...]) -> tuple[list[dict[str, Any]], list[Path]]:
+    """The eval records of (setting, target, seeds) and the files of ``required`` labels that are absent."""
+    need = [eval_path(profile, setting, label, target, s) for label in required for s in seeds]
+    return eval_records(profile, setting, target, seeds), missing(need)
+
+
+def partial_seeds(records: list[dict[str, Any]], seeds: list[int]) -> list[str]:
+    """Notes for labels that have results for only some of ``seeds`` (their mean uses fewer)."""
+    have: dict[str, set[int]] = {}
+    for r in records:
+        have.setdefault(r["label"], set()).add(r["seed"])
+    return [f"{label}: results for seed(s) {sorted(s)} of {sorted(seeds)} only"
+            for label, s in sorted(have.items()) if s != set(seeds)]
+
+
+__all__ = [
+    "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records",
+    "examples_path", "gather", "missing", "model_name", "partial_seeds", "read_json", "resolve_seeds", "root",
+    "seeds_found", "solved", "train_path", "train_record",
+]

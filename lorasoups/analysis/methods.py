@@ -1,0 +1,110 @@
+"""One score per method (mean and 95% CI over seeds) and the bar chart Figures 4 and 5 share."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from lorasoups.analysis.load import ResultsError
+from lorasoups.analysis.stats import caption, mean_ci
+
+#: the order methods appear in every figure and table (results/README.md labels).
+LABEL_ORDER = ("base", "skill1", "skill2", "datamix", "datamix_seq", "linear", "ties", "dare", "lorahub",
+               "moe", "cat_static", "cat", "rag")
+NAMES = {"base": "base", "datamix": "DATA-MIX", "datamix_seq": "DATA-MIX (seq.)", "linear": "linear",
+         "ties": "TIES", "dare": "DARE", "lorahub": "LoraHub", "moe": "MoE", "cat_static": "CAT static",
+         "cat": "CAT (learned)", "rag": "RAG bound"}
+
+
+def skill_names(setting: str, records: Iterable[dict[str, Any]] = ()) -> tuple[str, str]:
+    """The setting's two skill dataset names: from the records' ``config.run.skills`` when they are
+    two names, else from the data registry."""
+    for r in records:
+        s = r.get("skills")
+        if isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s):
+            return s[0], s[1]
+    from lorasoups.data.registry import get_setting
+
+    st = get_setting(setting)
+    return st.skill1, st.skill2
+
+
+def display_name(label: str, skills: tuple[str, str] | None = None) -> str:
+    """``CAT (learned)``, ``skill1: metamathqa``, ... (unknown labels as they are)."""
+    if label in ("skill1", "skill2") and skills:
+        return f"{label}: {skills[int(label[-1]) - 1]}"
+    return NAMES.get(label, label)
+
+
+def order_labels(labels: Iterable[str]) -> list[str]:
+    """Labels in :data:`LABEL_ORDER`, unknown ones after, alphabetically."""
+    uniq = set(labels)
+    known = [lb for lb in LABEL_ORDER if lb in uniq]
+    return known + sorted(uniq - set(LABEL_ORDER))
+
+
+def records_caption(profile: str, records: Sequence[dict[str, Any]]) -> str:
+    """The caption (profile, model, examples, seeds) of the records a figure is drawn from."""
+    return caption(profile, [r["model"] for r in records], [r["n"] for r in records],
+                   [r["seed"] for r in records])
+
+
+def headline(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Summary numbers: mean per label, and the 95% CI per label when there are several seeds."""
+    out: dict[str, Any] = {"mean": {s["label"]: s["summary"]["mean"] for s in scores}}
+    ci = {s["label"]: [s["summary"]["low"], s["summary"]["high"]] for s in scores if s["summary"]["low"] is not None}
+    if ci:
+        out["ci95"] = ci
+    return out
+
+
+def method_scores(records: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Per label: ``{"label", "values": {seed: v}, "summary": mean_ci(...)}`` of ``metrics[metric]``.
+
+    The records must be of one target (two results for the same label and seed is an error).
+    """
+    by_label: dict[str, dict[int, float]] = {}
+    for r in records:
+        value = r["metrics"].get(metric)
+        if not isinstance(value, int | float):
+            raise ResultsError(f"{r['path']}: metrics.{metric} is missing or not a number")
+        seeds = by_label.setdefault(r["label"], {})
+        if r["seed"] in seeds:
+            raise ResultsError(f"{r['path']}: a second result for label {r['label']!r}, seed {r['seed']}")
+        seeds[r["seed"]] = float(value)
+    return [{"label": lb, "values": dict(sorted(by_label[lb].items())),
+             "summary": mean_ci(list(by_label[lb].values()))} for lb in order_labels(by_label)]
+
+
+def plot_method_bars(panels: Sequence[tuple[Sequence[dict[str, Any]], str]], title: str,
+                     skills: tuple[str, str] | None = None, unit_interval: bool = True) -> Figure:
+    """One bar panel per ``(scores, ylabel)``: bars at the mean over seeds, a 95% CI whisker when
+    there are several seeds, one dot per seed; learned CAT in red, base in grey."""
+    width = max(5.0, 0.75 * max(len(sc) for sc, _ in panels) + 2.0)
+    fig = Figure(figsize=(width * len(panels), 4.4))
+    for p, (scores, ylabel) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        for i, s in enumerate(scores):
+            summ = s["summary"]
+            color = "tab:red" if s["label"] == "cat" else ("tab:gray" if s["label"] == "base" else "tab:blue")
+            ax.bar(i, summ["mean"], color=color, alpha=0.8)
+            if summ["low"] is not None:
+                ax.errorbar(i, summ["mean"], yerr=[[summ["mean"] - summ["low"]], [summ["high"] - summ["mean"]]],
+                            color="k", capsize=4, lw=1)
+            vals = list(s["values"].values())
+            ax.scatter([i] * len(vals), vals, color="k", s=10, zorder=3)
+            ax.annotate(f"{summ['mean']:.2f}", (i, summ["mean"]), ha="center", va="bottom", fontsize=8,
+                        xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(scores)), [display_name(s["label"], skills) for s in scores],
+                      rotation=30, ha="right")
+        ax.set_ylabel(ylabel)
+        if unit_interval:
+            ax.set_ylim(0, 1.05)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["LABEL_ORDER", "NAMES", "display_name", "headline", "method_scores", "order_labels",
+           "plot_method_bars", "records_caption", "skill_names"]

@@ -1,0 +1,156 @@
+"""Reading comprehension (setting ``reading_comprehension``, target BioASQ): Figure 6a and Table 2.
+
+* Figure 6a: ELO rating of each method from pairwise LLM-judge battles (the paper's §C.3 recipe,
+  :func:`lorasoups.evaluation.elo.bootstrap_elo`): with one seed the bootstrap median and its 95%
+  interval over resampled battles; with several seeds the mean of the per-seed medians and a 95%
+  t-CI over seeds (dots: each seed's median). We could not read the paper's figure offline; its
+  reading-comprehension comparison is an ELO ranking, which is what this draws.
+* Table 2: per method, token F1 / exact match / containment on BioASQ (and the judge's accuracy and
+  the ELO when they exist), mean [95% CI] over seeds. Which of these columns the paper's Table 2
+  holds we could not confirm; all are shown.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from lorasoups.analysis import load
+from lorasoups.analysis.methods import display_name, method_scores, order_labels, records_caption, skill_names
+from lorasoups.analysis.outcome import Outcome
+from lorasoups.analysis.save import save_figure, save_table
+from lorasoups.analysis.stats import caption, fmt, mean_ci
+
+SETTING, TARGET = "reading_comprehension", "bioasq_rc"
+REQUIRED = ("base", "skill1", "skill2", "cat")
+
+
+def elo_scores(elo_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, best first: ``{"label", "values": {seed: median}, "summary", "interval"}``.
+
+    One seed: ``summary`` is the bootstrap median with its 95% bootstrap interval. Several seeds:
+    the mean of the medians and a 95% t-CI over seeds (a model must be rated in every seed).
+    """
+    if not elo_records:
+        raise ValueError("elo_scores: no ELO results")
+    seeds = sorted(r["seed"] for r in elo_records)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"elo_scores: more than one ELO result per seed ({seeds})")
+    models = set().union(*(r["elo"]["median"] for r in elo_records))
+    out = []
+    for label in models:
+        lacking = [r["path"].name for r in elo_records if label not in r["elo"]["median"]]
+        if lacking:
+            raise load.ResultsError(f"{lacking[0]}: no ELO for {label!r}, which other seeds rate")
+        values = {r["seed"]: float(r["elo"]["median"][label]) for r in sorted(elo_records, key=lambda r: r["seed"])}
+        if len(elo_records) == 1:
+            m = elo_records[0]["elo"]
+            summ = {"mean": values[seeds[0]], "low": float(m["ci_low"][label]), "high": float(m["ci_high"][label]),
+                    "n": 1}
+            interval = "95% bootstrap interval over battles"
+        else:
+            summ = mean_ci(list(values.values()))
+            interval = "95% t-CI over seeds"
+        out.append({"label": label, "values": values, "summary": summ, "interval": interval})
+    return sorted(out, key=lambda s: (-s["summary"]["mean"], s["label"]))
+
+
+def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str, str] | None = None,
+              models: list[str] | None = None) -> tuple[Figure, dict[str, Any]]:
+    """ELO per method with its interval, best at the top: the figure and its numbers.
+
+    ``models``: the base model(s) for the caption (the ELO file itself may not name one).
+    """
+    scores = elo_scores(elo_records)
+    cap = caption(profile, models or [r["model"] for r in elo_records],
+                  [r["n_battles"] for r in elo_records if r["n_battles"] is not None],
+                  [r["seed"] for r in elo_records], unit="battles")
+    fig = Figure(figsize=(6.5, 0.45 * len(scores) + 1.8))
+    ax = fig.add_subplot()
+    for i, s in enumerate(scores):
+        y = len(scores) - 1 - i
+        summ = s["summary"]
+        color = "tab:red" if s["label"] == "cat" else "tab:blue"
+        ax.errorbar(summ["mean"], y, xerr=[[summ["mean"] - summ["low"]], [summ["high"] - summ["mean"]]],
+                    fmt="o", color=color, capsize=4)
+        if len(s["values"]) > 1:
+            ax.scatter(list(s["values"].values()), [y] * len(s["values"]), color="k", s=8, zorder=3)
+    ax.set_yticks(range(len(scores)), [display_name(s["label"], skills) for s in reversed(scores)])
+    ax.set_xlabel(f"ELO rating ({scores[0]['interval']})")
+    ax.set_title(f"Figure 6a (reproduction): reading comprehension ({TARGET}) ELO from pairwise judge battles\n{cap}",
+                 fontsize=9)
+    fig.tight_layout()
+    numbers = {"elo": {s["label"]: s["summary"]["mean"] for s in scores},
+               "elo_interval": {s["label"]: [s["summary"]["low"], s["summary"]["high"]] for s in scores}}
+    return fig, numbers
+
+
+def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], profile: str,
+            skills: tuple[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """Markdown: per method F1, exact match, containment (+ judge accuracy, ELO) as mean [95% CI]."""
+    metrics = ["f1", "exact_match", "contains"]
+    if all(isinstance(r["metrics"].get("judge_accuracy"), int | float) for r in records):
+        metrics.append("judge_accuracy")
+    scores = {m: {s["label"]: s["summary"] for s in method_scores(records, m)} for m in metrics}
+    elo = {s["label"]: s["summary"] for s in elo_scores(elo_records)} if elo_records else {}
+    head = ["method", *metrics] + (["ELO"] if elo else [])
+    lines = [
+        f"**Table 2 (reproduction): reading comprehension on {TARGET}** (mean [95% CI] over seeds"
+        + ("; ELO: bootstrap interval with one seed)" if elo else ")"),
+        f"_{records_caption(profile, records)}_",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    labels = order_labels({r["label"] for r in records} | set(elo))
+    for label in labels:
+        cells = [fmt(scores[m][label]) if label in scores[m] else "—" for m in metrics]
+        if elo:
+            cells.append(fmt(elo[label], digits=1) if label in elo else "—")
+        lines.append(f"| {display_name(label, skills)} | " + " | ".join(cells) + " |")
+    numbers: dict[str, Any] = {m: {lb: s["mean"] for lb, s in scores[m].items()} for m in metrics}
+    if elo:
+        numbers["elo"] = {lb: s["mean"] for lb, s in elo.items()}
+    return "\n".join(lines), numbers
+
+
+def _elo_records(profile: str, seeds: list[int]) -> tuple[list[dict[str, Any]], list, list[str]]:
+    """ELO records with ratings, the absent ELO files, and notes on files without ratings."""
+    files = [load.elo_path(profile, SETTING, TARGET, s) for s in seeds]
+    recs = [load.elo_record(f) for f in files if f.is_file()]
+    empty = [f"{r['path'].name}: no ELO ratings (the judge gave no usable battle)" for r in recs if r["elo"] is None]
+    return [r for r in recs if r["elo"] is not None], load.missing(files), empty
+
+
+def make_figure_6a(profile: str, seeds: list[int] | None = None) -> Outcome:
+    seeds = load.resolve_seeds(profile, SETTING, seeds)
+    out = Outcome("figure_6a", "reading comprehension ELO per method", profile)
+    elo, out.missing, out.notes = _elo_records(profile, seeds)
+    if out.missing or out.notes:
+        return out
+    records = load.eval_records(profile, SETTING, TARGET, seeds)
+    fig, out.numbers = figure_6a(elo, profile, skill_names(SETTING, records),
+                                 models=[r["model"] for r in records] or None)
+    out.files = save_figure(fig, out.name, profile)
+    return out
+
+
+def make_table_2(profile: str, seeds: list[int] | None = None) -> Outcome:
+    seeds = load.resolve_seeds(profile, SETTING, seeds)
+    out = Outcome("table_2", "reading comprehension scores per method", profile)
+    records, out.missing = load.gather(profile, SETTING, TARGET, seeds, REQUIRED)
+    if out.missing:
+        return out
+    elo, elo_missing, empty = _elo_records(profile, seeds)
+    if elo_missing or empty:
+        if elo_missing:
+            out.notes.append(f"no ELO column: {len(elo_missing)} ELO result(s) missing")
+        out.notes += [f"no ELO column: {e}" for e in empty]
+        elo = []
+    out.notes += load.partial_seeds(records, seeds)
+    out.table, out.numbers = table_2(records, elo, profile, skill_names(SETTING, records))
+    out.files = [save_table(out.table, out.name, profile)]
+    return out
+
+
+__all__ = ["REQUIRED", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "table_2"]

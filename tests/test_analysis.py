@@ -1,0 +1,351 @@
+"""The analysis layer against a small synthetic results tree written as results/README.md lays it out.
+
+Every expected number below is worked out by hand from the flags and accuracies written here
+(not by calling the code under test), e.g. cat on GSM-Hard over seeds 0-2: 1.0, 0.6, 0.8 -> mean
+0.8, sd 0.2, 95% t half-width 4.303 * 0.2 / sqrt(3) = 0.49687.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lorasoups import analysis, paths
+from lorasoups.analysis import load, stats
+from lorasoups.evaluation.elo import bootstrap_elo
+from lorasoups.evaluation.reporting import write_jsonl
+from lorasoups.results import write_result
+
+MODEL = {"name": "tiny-random-llama"}
+SKILLS = {"math_code": ["metamathqa", "code_alpaca"], "qabot": ["dnd_manual", "alpaca"],
+          "reading_comprehension": ["biomed_textbooks", "squad"],
+          "prompt_robustness": ["count_format1", "count_format2"]}
+FORMATS = ("count_format3", "count_format7", "count_format8", "count_format10")
+
+# GSM-Hard solved flags per seed (5 problems)
+GSM = {
+    0: {"base": "00000", "skill1": "11000", "skill2": "01100", "cat": "11111", "cat_static": "11100", "ties": "10000"},
+    1: {"base": "00000", "skill1": "10000", "skill2": "01000", "cat": "11100", "cat_static": "11000", "ties": "00000"},
+    2: {"base": "10000", "skill1": "11000", "skill2": "10100", "cat": "11110", "cat_static": "11110", "ties": "10000"},
+}
+# QABot metrics (seed 0 only, no judge)
+QABOT = {"base": (0.0, 0.10, 0.25), "skill1": (0.25, 0.30, 0.50), "skill2": (0.0, 0.20, 0.25),
+         "cat": (0.50, 0.60, 0.75)}  # exact_match, f1, contains
+# prompt-format accuracy per seed, in FORMATS order (10 examples each)
+ROBUST = {
+    "base": {0: (0.2, 0.2, 0.2, 0.2), 1: (0.2, 0.2, 0.2, 0.2)},
+    "skill1": {0: (0.5, 0.3, 0.4, 0.2), 1: (0.5, 0.3, 0.4, 0.2)},
+    "skill2": {0: (0.3, 0.5, 0.2, 0.4), 1: (0.3, 0.5, 0.2, 0.4)},
+    "cat": {0: (0.8, 0.6, 0.7, 0.5), 1: (0.6, 0.6, 0.5, 0.3)},
+}
+BATTLES = ([("cat", "base", "model_a")] * 6 + [("cat", "skill1", "model_a")] * 4 + [("skill1", "base", "model_a")] * 3
+           + [("cat", "skill1", "model_b")] + [("skill2", "base", "tie")] * 2)
+MODULES = [f"base_model.model.model.layers.{layer}.self_attn.{kind}" for layer in (0, 1) for kind in ("q_proj", "v_proj")]
+ALPHAS = {0: [0.2, 0.8, 0.4, 0.6, 0.5, 0.5, 0.1, 0.9], 1: [0.4, 0.6, 0.4, 0.6, 0.3, 0.7, 0.3, 0.7]}
+
+
+def _eval(root: Path, setting: str, label: str, target: str, seed: int, task: str, metrics: dict,
+          rows: list[dict] | None) -> Path:
+    path = root / "eval" / setting / f"{label}--{target}-s{seed}.json"
+    run = {"setting": setting, "label": label, "target": target, "task": task, "seed": seed,
+           "skills": SKILLS[setting], "source": "generated"}
+    write_result(path, config={"task": task, "generation": {"greedy": True}, "run": run}, metrics=metrics,
+                 model=MODEL, extra={"examples_file": path.name[:-5] + ".examples.jsonl"})
+    if rows is not None:
+        write_jsonl(load.examples_path(path), rows)
+    return path
+
+
+def _elo_file(path: Path, elo: dict | None) -> None:
+    """As stage 08 writes it: ``metrics.elo`` = EloResult.to_dict() (None without battles)."""
+    write_result(path, config={"run": {"setting": "reading_comprehension", "target": "bioasq_rc", "seed": 0,
+                                       "judge": "local"}},
+                 metrics={"elo": elo, "judgments": len(BATTLES), "battles": len(BATTLES) if elo else 0,
+                          "unparseable": 0 if elo else len(BATTLES), "judge_model": "m", "both_orders": True})
+    write_jsonl(load.examples_path(path), [{"model_a": a, "model_b": b, "winner": w} for a, b, w in BATTLES])
+
+
+def build_results(root: Path) -> None:
+    """results/<profile>/ for the tests and the notebooks' papermill check."""
+    for seed, labels in GSM.items():
+        for label, bits in labels.items():
+            flags = [b == "1" for b in bits]
+            _eval(root, "math_code", label, "gsm_hard", seed, "gsm_hard",
+                  {"n": 5, "exec_accuracy": sum(flags) / 5, "last_number_accuracy": 0.0, "program_found": 1.0,
+                   "status_counts": {"ok": 5}, "tolerance": 0.001},
+                  [{"index": i, "exec_correct": f, "last_number_correct": False} for i, f in enumerate(flags)])
+    for label, (em, f1, contains) in QABOT.items():
+        _eval(root, "qabot", label, "qabot_dnd", 0, "qa", {"n": 4, "exact_match": em, "f1": f1, "contains": contains},
+              [{"index": i, "exact_match": 0.0, "f1": f1, "contains": 0.0} for i in range(4)])
+        _eval(root, "reading_comprehension", label, "bioasq_rc", 0, "qa",
+              {"n": 4, "exact_match": em / 2, "f1": f1 / 2, "contains": contains / 2}, None)
+    elo = bootstrap_elo(BATTLES, n_bootstrap=50, seed=0)
+    _elo_file(root / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json", elo.to_dict())
+    for label, per_seed in ROBUST.items():
+        for seed, accs in per_seed.items():
+            for target, acc in zip(FORMATS, accs):
+                k = round(acc * 10)
+                _eval(root, "prompt_robustness", label, target, seed, "prompt_format", {"n": 10, "accuracy": acc},
+                      [{"index": i, "correct": i < k} for i in range(10)])
+    for target in FORMATS[:3]:  # an incomplete method: only 3 of the 4 formats
+        _eval(root, "prompt_robustness", "ties", target, 0, "prompt_format", {"n": 10, "accuracy": 0.1}, None)
+    for seed, values in ALPHAS.items():
+        rows = [{"module": m, "layer": int(m.split(".")[4]), "kind": m.rsplit(".", 1)[1], "group": m,
+                 "skill": skill, "alpha": values[2 * i + j]}
+                for i, m in enumerate(MODULES) for j, skill in enumerate(("metamathqa", "code_alpaca"))]
+        write_result(root / "train" / "math_code" / f"cat--s{seed}.json", config={"lr": 1e-3},
+                     metrics={"train_loss": 1.0, "eval_loss": 1.0, "alphas": rows}, model={"base": "tiny-random-llama"},
+                     extra={"label": "cat", "setting": "math_code", "seed": seed})
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    base = tmp_path_factory.mktemp("analysis")
+    build_results(base / "results" / "synthetic")
+    return base
+
+
+@pytest.fixture
+def env(tree, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tree / "results"))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    return paths.figures_dir("synthetic")
+
+
+HALF3 = 4.303 * 0.2 / math.sqrt(3)  # t_{0.975,2} * sd / sqrt(n) for three values with sd 0.2
+
+
+def test_mean_ci_by_hand():
+    s = stats.mean_ci([1.0, 0.6, 0.8])
+    assert s["mean"] == pytest.approx(0.8) and s["n"] == 3
+    assert (s["low"], s["high"]) == pytest.approx((0.8 - HALF3, 0.8 + HALF3))
+    one = stats.mean_ci([0.4])
+    assert one == {"mean": 0.4, "low": None, "high": None, "n": 1}
+    assert stats.t975(1) == 12.706 and stats.t975(100) == 2.042
+    assert "n=1" in stats.seeds_text([0]) and "3 seeds" in stats.seeds_text([0, 1, 2])
+
+
+def test_figure_4_numbers_and_files(env):
+    out = analysis.make("figure_4", "synthetic")
+    assert [f.name for f in out.files] == ["figure_4.png", "figure_4.pdf"]
+    assert all(f.parent == env and f.stat().st_size > 1000 for f in out.files)
+    mean = out.numbers["exec_accuracy"]["mean"]
+    assert mean["cat"] == pytest.approx(0.8)
+    assert mean["base"] == pytest.approx(1 / 15)  # 0, 0, 0.2
+    assert mean["ties"] == pytest.approx(2 / 15)  # 0.2, 0, 0.2
+    assert out.numbers["exec_accuracy"]["ci95"]["cat"] == pytest.approx([0.8 - HALF3, 0.8 + HALF3])
+    assert list(mean) == ["base", "skill1", "skill2", "ties", "cat_static", "cat"]  # the paper's order
+
+
+def test_table_1_superlinearity_sets(env):
+    out = analysis.make("table_1", "synthetic")
+    cat = out.numbers["cat"]
+    # seed 0: skills {0,1} and {1,2}, cat {0..4}: union 3, intersection 1, merge-only {3,4}
+    # seed 1: {0}, {1}, cat {0,1,2}: union 2, intersection 0, merge-only {2}
+    # seed 2: base {0}, {0,1}, {0,2}, cat {0,1,2,3}: union 3, intersection 1, merge-only {3}
+    assert cat["union"] == pytest.approx(8 / 3) and cat["intersection"] == pytest.approx(2 / 3)
+    assert cat["merge_only"] == pytest.approx(4 / 3)
+    assert cat["superlinear_seeds"] == "3/3"
+    # gains over base: cat 1.0, 0.6, 0.6; skills 0.4+0.4, 0.2+0.2, 0.2+0.2
+    assert cat["gain_merged"] == pytest.approx(2.2 / 3) and cat["gain_skill1_plus_skill2"] == pytest.approx(1.6 / 3)
+    assert out.numbers["ties"]["superlinear_seeds"] == "0/3" and out.numbers["ties"]["merge_only"] == 0
+    md = (env / "table_1.md").read_text()
+    assert "| CAT (learned) s0 | 0.000 | 0.400 | 0.400 | 1.000 | +1.000 | +0.800 | 2 | 3 | 1 |" in md
+    assert "skill1 = metamathqa" in md and "3 seeds" in md
+
+
+def test_figure_5_uses_containment_without_judge(env):
+    out = analysis.make("figure_5", "synthetic")
+    assert out.numbers["contains"]["mean"] == {"base": 0.25, "skill1": 0.5, "skill2": 0.25, "cat": 0.75}
+    assert out.numbers["f1"]["mean"]["cat"] == 0.6 and "ci95" not in out.numbers["contains"]
+    assert any("containment" in n for n in out.notes)
+    assert (env / "figure_5.png").is_file()
+
+
+def test_figure_6a_and_table_2_read_the_elo_file(env):
+    elo = bootstrap_elo(BATTLES, n_bootstrap=50, seed=0)  # the same call that wrote the file
+    out = analysis.make("figure_6a", "synthetic")
+    assert out.numbers["elo"] == pytest.approx(elo.median)
+    assert load.elo_record(load.elo_path("synthetic", "reading_comprehension", "bioasq_rc", 0))["n_battles"] == 16
+    assert out.numbers["elo_interval"]["cat"] == pytest.approx([elo.ci_low["cat"], elo.ci_high["cat"]])
+    assert list(out.numbers["elo"])[0] == "cat"  # best first: cat wins 10 of 11 battles
+    t2 = analysis.make("table_2", "synthetic")
+    assert t2.numbers["f1"] == {"base": 0.05, "skill1": 0.15, "skill2": 0.1, "cat": 0.3}
+    line = next(x for x in t2.table.splitlines() if x.startswith("| CAT (learned)"))
+    assert line == (f"| CAT (learned) | 0.300 | 0.250 | 0.375 | {elo.median['cat']:.1f} "
+                    f"[{elo.ci_low['cat']:.1f}, {elo.ci_high['cat']:.1f}] |")
+
+
+def test_elo_file_without_battles_is_skipped_with_a_note(tree, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    _elo_file(copy / "synthetic" / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json", None)
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    fig = analysis.make("figure_6a", "synthetic")
+    assert fig.skipped and fig.notes == ["elo--bioasq_rc-s0.json: no ELO ratings (the judge gave no usable battle)"]
+    t2 = analysis.make("table_2", "synthetic")
+    assert not t2.skipped and "| ELO |" not in t2.table and "elo" not in t2.numbers
+    assert any("no usable battle" in n for n in t2.notes)
+
+
+def test_figure_10_grid_and_incomplete_method(env):
+    out = analysis.make("figure_10", "synthetic")
+    overall = out.numbers["mean_over_formats"]
+    assert overall["cat"] == pytest.approx((0.65 + 0.5) / 2) and overall["base"] == pytest.approx(0.2)
+    assert out.numbers["worst_format"]["cat"] == pytest.approx(0.4)  # format 10: (0.5 + 0.3) / 2
+    assert "ties" not in overall and any(n.startswith("ties: left out") for n in out.notes)
+
+
+def test_table_3_learned_vs_static_paired(env):
+    out = analysis.make("table_3", "synthetic")
+    row = out.numbers["math_code/gsm_hard"]
+    # cat 1.0, 0.6, 0.8; static 0.6, 0.4, 0.8 -> differences 0.4, 0.2, 0.0
+    assert row["learned"] == pytest.approx(0.8) and row["static"] == pytest.approx(0.6)
+    assert row["difference"] == pytest.approx(0.2)
+    assert f"0.200 [{0.2 - HALF3:.3f}, {0.2 + HALF3:.3f}]" in out.table
+    assert any(n.startswith("qabot: left out") for n in out.notes)
+
+
+def test_figure_9_mean_alphas(env):
+    out = analysis.make("figure_9", "synthetic")
+    assert [f.name for f in out.files] == ["figure_9_math_code.png", "figure_9_math_code.pdf"]
+    # means of ALPHAS[0] and ALPHAS[1]: 0.3 0.7 0.4 0.6 0.4 0.6 0.2 0.8
+    assert out.numbers["math_code"]["alpha_min"] == pytest.approx(0.2)
+    assert out.numbers["math_code"]["alpha_max"] == pytest.approx(0.8)
+    assert out.numbers["math_code"]["alpha_spread"] == "6.0e-01"
+    from lorasoups.analysis.ablations import mean_alphas
+
+    table = mean_alphas([[{"module": "m", "skill": "a", "alpha": 0.2}],
+                        [{"module": "m", "skill": "a", "alpha": 0.6}]])
+    assert table[0]["alpha"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="other"):
+        mean_alphas([[{"module": "m", "skill": "a", "alpha": 0.2}],
+                    [{"module": "n", "skill": "a", "alpha": 0.6}]])
+
+
+def test_pdf_has_no_creation_date_and_is_reproducible(env):
+    analysis.make("figure_4", "synthetic", verbose=False)
+    first = (env / "figure_4.pdf").read_bytes()
+    assert b"/CreationDate" not in first and first.startswith(b"%PDF")
+    analysis.make("figure_4", "synthetic", verbose=False)
+    assert (env / "figure_4.pdf").read_bytes() == first
+    analysis.make("figure_9", "synthetic", verbose=False)
+    assert b"/CreationDate" not in (env / "figure_9_math_code.pdf").read_bytes()
+
+
+def test_missing_results_skip_with_the_file_names(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path / "empty"))
+    outs = [analysis.make(name, "synthetic") for name in analysis.ARTIFACTS]
+    assert all(o.skipped and o.missing for o in outs)
+    printed = capsys.readouterr().out
+    assert "figure_4: skipped" in printed and "synthetic/eval/math_code/cat--gsm_hard-s0.json" in printed
+    assert "synthetic/eval/reading_comprehension/elo--bioasq_rc-s0.json" in printed
+    text = analysis.summary(outs)
+    assert text.endswith(f"0 of {len(outs)} artifacts written, {len(outs)} skipped")
+    assert not env.exists() or not any(env.iterdir())
+
+
+def test_one_missing_file_is_named(tree, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    (copy / "synthetic" / "eval" / "math_code" / "skill2--gsm_hard-s1.json").unlink()
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    out = analysis.make("figure_4", "synthetic")
+    assert out.skipped and [p.name for p in out.missing] == ["skill2--gsm_hard-s1.json"]
+    assert "missing synthetic/eval/math_code/skill2--gsm_hard-s1.json" in capsys.readouterr().out
+
+
+def _corrupt(tree: Path, tmp_path: Path, monkeypatch, rel: str, text: str) -> Path:
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    path = copy / "synthetic" / rel
+    path.write_text(text)
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    return path
+
+
+def test_malformed_json_names_the_file(tree, tmp_path, monkeypatch):
+    path = _corrupt(tree, tmp_path, monkeypatch, "eval/math_code/cat--gsm_hard-s0.json", '{"metrics": ')
+    with pytest.raises(analysis.ResultsError, match=rf"{path}: line 1: not valid JSON"):
+        analysis.make("figure_4", "synthetic")
+
+
+def test_missing_metric_names_file_and_field(tree, tmp_path, monkeypatch):
+    rel = "eval/math_code/ties--gsm_hard-s2.json"
+    data = json.loads((tree / "results" / "synthetic" / rel).read_text())
+    del data["metrics"]["exec_accuracy"]
+    path = _corrupt(tree, tmp_path, monkeypatch, rel, json.dumps(data))
+    with pytest.raises(analysis.ResultsError, match=rf"{path}: metrics.exec_accuracy is missing"):
+        analysis.make("figure_4", "synthetic")
+
+
+def test_name_content_mismatch_and_bad_examples_line(tree, tmp_path, monkeypatch):
+    rel = "eval/math_code/cat--gsm_hard-s0.json"
+    data = json.loads((tree / "results" / "synthetic" / rel).read_text())
+    data["config"]["run"]["seed"] = 7
+    path = _corrupt(tree, tmp_path, monkeypatch, rel, json.dumps(data))
+    with pytest.raises(analysis.ResultsError, match=rf"{path}: config.run.seed is 7 but the file name says 0"):
+        load.eval_record(path)
+    ex = path.parent / "base--gsm_hard-s0.examples.jsonl"
+    ex.write_text('{"index": 0, "exec_correct": true}\n{"index": 1}\n')
+    with pytest.raises(analysis.ResultsError, match=rf"{ex}:2: missing field 'exec_correct'"):
+        load.solved(load.eval_record(path.parent / "base--gsm_hard-s0.json"))
+
+
+def test_unknown_artifact_suggests():
+    with pytest.raises(ValueError, match="did you mean 'figure_4'"):
+        analysis.make("figure4", "synthetic")
+
+
+def test_figure_9_grid_by_hand():
+    from lorasoups.analysis.ablations import figure_9
+
+    rows = [{"module": f"l{layer}.{kind}", "layer": layer, "kind": kind, "skill": skill, "alpha": a}
+            for (layer, kind, skill, a) in [(0, "q_proj", "math", 0.1), (1, "q_proj", "math", 0.2),
+                                            (0, "v_proj", "math", 0.3), (1, "v_proj", "math", 0.4),
+                                            (0, "q_proj", "code", 0.9), (1, "q_proj", "code", 0.8),
+                                            (0, "v_proj", "code", 0.7), (1, "v_proj", "code", 0.6)]]
+    fig = figure_9(rows, "t")
+    math_ax, code_ax = fig.axes[:2]
+    assert math_ax.images[0].get_array().tolist() == [[0.1, 0.2], [0.3, 0.4]]  # rows: kinds, columns: layers
+    assert code_ax.images[0].get_array().tolist() == [[0.9, 0.8], [0.7, 0.6]]
+    assert math_ax.images[0].get_clim() == (0.1, 0.9)  # one colour scale for both skills
+
+
+def test_analysis_notebooks_are_thin():
+    import nbformat
+
+    names = {"hard_math_code", "qabot", "reading_comprehension", "prompt_robustness", "ablations"}
+    found = {p.stem: p for p in (paths.NOTEBOOKS / "analysis").glob("*.ipynb")}
+    assert names <= set(found)
+    for name in names:
+        nb = nbformat.read(found[name], as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert not any(line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines())
+        tags = [c.metadata.get("tags", []) for c in code]
+        assert ["parameters"] in tags and tags[-1] == ["nbval-check-output"], name
+        assert 'profile = "smoke"' in next(c.source for c in code if "parameters" in c.metadata.get("tags", []))
+
+
+def test_table_1_needs_the_per_example_files(tree, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    (copy / "synthetic" / "eval" / "math_code" / "skill1--gsm_hard-s2.examples.jsonl").unlink()
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    out = analysis.make("table_1", "synthetic")
+    assert out.skipped and [p.name for p in out.missing] == ["skill1--gsm_hard-s2.examples.jsonl"]
+    assert not analysis.make("figure_4", "synthetic").skipped  # Figure 4 needs only the JSON

@@ -1,0 +1,96 @@
+"""Writes notebooks/analysis/*.ipynb (thin: one call per cell) with tools/make_notebook.py."""
+import sys
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+from tools.make_notebook import write  # noqa: E402
+
+PARAMS = """# Parameters (defaults: the CPU smoke profile)
+profile = "smoke"  # smoke | full: which results/<profile>/ to read and which figures folder to write
+seed = 0  # seed of the setup call (the analysis itself draws no random numbers)
+seeds = None  # training seeds to analyse, e.g. [0, 1, 2] (None: every seed found in results/)"""
+
+IMPORTS = """import lorasoups
+from lorasoups import analysis"""
+
+SETUP = """lorasoups.setup(seed)
+print(analysis.inventory(profile))"""
+
+
+def notebook(path, title, purpose, inputs, outputs, artifacts):
+    cells = [
+        ("md", f"""# Analysis · {title}
+
+{purpose}
+
+Reads only `results/<profile>/` (through `lorasoups.paths.results_dir`) and writes only into
+`figures/` (`figures/<profile>/` for profiles other than `full`, via `lorasoups.paths.figures_dir`).
+An artifact whose result files are absent is skipped with the list of missing files (the summary
+says so); a result file that exists but is malformed stops the notebook with an error naming it.
+
+**Inputs:** {inputs}
+
+**Outputs:** {outputs}"""),
+        ("code", IMPORTS),
+        ("code", PARAMS, ["parameters"]),
+        ("code", SETUP),
+    ]
+    names = []
+    for i, (name, var, heading) in enumerate(artifacts, 1):
+        cells.append(("md", f"## {i} · {heading}"))
+        cells.append(("code", f"""{var} = analysis.make("{name}", profile, seeds)
+{var}"""))
+        names.append(var)
+    cells.append(("md", "## Summary"))
+    cells.append(("code", f"print(analysis.summary([{', '.join(names)}]))", ["nbval-check-output"]))
+    write(path, cells)
+
+
+NB = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "notebooks" / "analysis")
+notebook(
+    f"{NB}/hard_math_code.ipynb", "Hard math with code (Figure 4, Table 1)",
+    "Does merging a math LoRA and a code LoRA solve GSM-Hard with programs better than either skill, "
+    "DATA-MIX or the static merges (Figure 4), and does the merge solve problems neither skill "
+    "solves, more than the sum of their gains (Table 1, super-linearity)?",
+    "`results/<profile>/eval/math_code/<label>--gsm_hard-s<seed>.json` and their `.examples.jsonl`.",
+    "`figure_4.png`, `figure_4.pdf`, `table_1.md`.",
+    [("figure_4", "fig4", "Figure 4 · GSM-Hard execution accuracy per method"),
+     ("table_1", "table1", "Table 1 · super-linearity: base, skill 1, skill 2, merge; merge-only, union, intersection")],
+)
+notebook(
+    f"{NB}/qabot.ipynb", "QABot (Figure 5)",
+    "Closed-book questions on the D&D manual: a LoRA trained on the manual's text merged with an "
+    "instruction-following LoRA, against each skill, DATA-MIX, the static merges and the retrieval bound. "
+    "Accuracy by the LLM judge when one ran, else answer containment (the summary says which).",
+    "`results/<profile>/eval/qabot/<label>--qabot_dnd-s<seed>.json`.",
+    "`figure_5.png`, `figure_5.pdf`.",
+    [("figure_5", "fig5", "Figure 5 · QABot accuracy per method")],
+)
+notebook(
+    f"{NB}/reading_comprehension.ipynb", "Reading comprehension (Figure 6a, Table 2)",
+    "Open-book questions on biomedical text (BioASQ): a corpus LoRA merged with a reading-comprehension "
+    "LoRA. Figure 6a ranks the methods by ELO from pairwise judge battles (bootstrap interval); Table 2 "
+    "lists token F1, exact match, containment and the ELO per method.",
+    "`results/<profile>/eval/reading_comprehension/<label>--bioasq_rc-s<seed>.json` and "
+    "`elo--bioasq_rc-s<seed>.json`.",
+    "`figure_6a.png`, `figure_6a.pdf`, `table_2.md`.",
+    [("figure_6a", "fig6a", "Figure 6a · ELO per method from pairwise judge battles"),
+     ("table_2", "table2", "Table 2 · reading-comprehension scores per method")],
+)
+notebook(
+    f"{NB}/prompt_robustness.ipynb", "Prompt robustness (Figure 10)",
+    "Task 161 (count the words containing a letter): LoRAs trained on two prompt formats, merged, "
+    "evaluated on the four formats no model saw (3, 7, 8, 10).",
+    "`results/<profile>/eval/prompt_robustness/<label>--count_format{3,7,8,10}-s<seed>.json`.",
+    "`figure_10.png`, `figure_10.pdf`.",
+    [("figure_10", "fig10", "Figure 10 · accuracy on held-out prompt formats")],
+)
+notebook(
+    f"{NB}/ablations.ipynb", "Ablations (Table 3, Figure 9)",
+    "Is learning CAT's weights worth it over the static concatenation with alpha = 0.5 (Table 3, every "
+    "setting that has both), and what did CAT learn, layer by layer (Figure 9)?",
+    "`results/<profile>/eval/<setting>/{cat,cat_static}--<target>-s<seed>.json` and "
+    "`results/<profile>/train/<setting>/cat--s<seed>.json` (its `metrics.alphas`).",
+    "`table_3.md`, `figure_9_<setting>.png`, `figure_9_<setting>.pdf`.",
+    [("table_3", "table3", "Table 3 · learned vs. static CAT"),
+     ("figure_9", "fig9", "Figure 9 · learned alpha per layer and skill")],
+)

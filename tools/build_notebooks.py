@@ -1,0 +1,132 @@
+"""Regenerate the stage notebooks' cells from one place (run after changing a stage's sections).
+
+    .venv/bin/python tools/build_notebooks.py && make refresh-notebooks
+
+Each notebook: title with purpose and Inputs/Outputs; imports + setup; the ``parameters`` cell
+(the smoke profile's values, one comment per line, from the config dataclasses); the validated
+config; one-call sections; a summary cell tagged ``nbval-check-output`` that prints rounded numbers.
+Training and evaluation notebooks default to ``tiny-random-llama`` so nbval and a bare "Run All"
+finish in minutes on a laptop; ``make run`` passes the profile's model (SmolLM2-135M).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.make_notebook import parameters_cell, write  # noqa: E402
+
+NB = Path(__file__).resolve().parent.parent / "notebooks"
+TINY = {"model": "tiny-random-llama"}
+SETUP = """lorasoups.setup(seed)
+cfg = pipeline.stage_config("{stage}", globals())
+exp = cfg["experiment"]
+cfg"""
+IMPORTS = "import lorasoups\nfrom lorasoups import pipeline\n"
+
+
+def stage_notebook(path: str, stage: str, title: str, purpose: str, outputs: str, imports: str,
+                   body: list[tuple], summary: str) -> None:
+    write(NB / path, [
+        ("md", f"# {title}\n\n{purpose}\n\n**Inputs:** the parameters below. **Outputs:** {outputs}"),
+        ("code", IMPORTS + imports),
+        ("code", parameters_cell(stage, TINY), ["parameters"]),
+        ("code", SETUP.format(stage=stage)),
+        *body,
+        ("md", "## Summary"),
+        ("code", summary, ["nbval-check-output"]),
+    ])
+
+
+def main() -> None:
+    stage_notebook(
+        "02_train_skills.ipynb", "train_skills", "02 · Train the skill LoRAs",
+        "One LoRA per skill of each setting with TRL's SFTTrainer (paper §B.1: rank 32, alpha 64, "
+        "q/k/v/up/down, lr 3e-4, 3 epochs; the smoke profile shrinks all of it). Runs are cached by "
+        "the hash of their config and data, and resume after a kill.",
+        "`results/<profile>/train/<setting>/skill{1,2}--s<seed>.json`, adapters under `runs/training/`.",
+        "from lorasoups.stages import train",
+        [("md", "## 1 · Train"),
+         ("code", 'losses = {(setting, s): train.train_skills(model, setting, s, cfg["data"], cfg["sft"], profile)\n'
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 2) for k, v in out.items() if v is not None})',
+    )
+    stage_notebook(
+        "03_train_datamix.ipynb", "train_datamix", "03 · Train the DATA-MIX baselines",
+        "DATA-MIX, both variants of the paper: (a) one LoRA of rank k·r on the concatenated skill data; "
+        "(b) sequential continual training (corpus LoRA merged into the base, then one epoch on the "
+        "instruction data), for the settings whose first skill is a corpus.",
+        "`results/<profile>/train/<setting>/datamix{,_seq}--s<seed>.json`.",
+        "from lorasoups.stages import train",
+        [("md", "## 1 · Train"),
+         ("code", 'losses = {(setting, s): train.train_datamix(model, setting, s, cfg["data"], cfg["sft"], profile, exp.datamix)\n'
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 2) for k, v in out.items() if v is not None})',
+    )
+    stage_notebook(
+        "04_learn_cat.ipynb", "learn_cat", "04 · Learn CAT",
+        "The paper's method: the skill LoRAs stay frozen and only the per-layer weights alpha are trained "
+        "(1 epoch, lr 1e-4, on the CAT mixture), best checkpoint by validation loss; the learned soup is "
+        "folded into one standard PEFT adapter of rank r1 + r2. `eval_loss_before` is the validation loss "
+        "at the initial alphas (equal: static CAT at 1/k).",
+        "`results/<profile>/train/<setting>/cat--s<seed>.json` (with the learned alphas).",
+        "from lorasoups.stages import train",
+        [("md", "## 1 · Learn the alphas"),
+         ("code", 'losses = {(setting, s): train.learn_soup("cat", model, setting, s, cfg["data"], cfg["cat"], profile)\n'
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.items() if v is not None})',
+    )
+    stage_notebook(
+        "05_merge_static.ipynb", "merge_static", "05 · Static merges",
+        "Static CAT (alpha = 0.5), linear, TIES and DARE of each setting's skill LoRAs (peft's merge "
+        "utilities), each exported as a standard PEFT adapter.",
+        "`results/<profile>/train/<setting>/<method>--s<seed>.json`.",
+        "from lorasoups.stages import merge",
+        [("md", "## 1 · Merge"),
+         ("code", "params = {(setting, s): merge.static_merges(model, setting, s, exp, profile)\n"
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in params.items():\n    print(setting, f"seed {s}", out)',
+    )
+    stage_notebook(
+        "06_learn_moe.ipynb", "learn_moe", "06 · Learn the MoE routers",
+        "Mixture of LoRA experts (mergoo's design): a router per module (or layer) computes "
+        "input-dependent weights over the frozen skill LoRAs; only the routers train, on the CAT mixture.",
+        "`results/<profile>/train/<setting>/moe--s<seed>.json` (a saved soup).",
+        "from lorasoups.stages import train",
+        [("md", "## 1 · Learn the routers"),
+         ("code", 'losses = {(setting, s): train.learn_soup("moe", model, setting, s, cfg["data"], cfg["moe"], profile)\n'
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.items() if v is not None})',
+    )
+    stage_notebook(
+        "07_search_lorahub.ipynb", "search_lorahub", "07 · LoraHub",
+        "Gradient-free search (nevergrad NGOpt over [-1.5, 1.5] from 0) of one weight per skill LoRA, "
+        "minimising the few-shot cross-entropy on a handful of target examples (never the test split) "
+        "plus 0.05 × L1 of the weights.",
+        "`results/<profile>/train/<setting>/lorahub--s<seed>.json`.",
+        "from lorasoups.stages import train",
+        [("md", "## 1 · Search"),
+         ("code", 'weights = {(setting, s): train.search_lorahub(model, setting, s, cfg["data"], cfg["lorahub"], profile)\n'
+                  "           for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in weights.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.get("weights", {}).items()})',
+    )
+    stage_notebook(
+        "08_evaluate.ipynb", "evaluate", "08 · Evaluate every model",
+        "The base model and every trained model of each setting on its target tasks: GSM-Hard by "
+        "executing the generated programs in the sandbox (and the authors' last-number scoring beside "
+        "it), QA by exact match / token F1 (and the QA judge), prompt formats by exact count; for "
+        "reading comprehension, the pairwise judge's battles give ELO ratings with bootstrap intervals.",
+        "`results/<profile>/eval/<setting>/<label>--<target>-s<seed>.json` + `.examples.jsonl`.",
+        "from lorasoups.stages import evaluate",
+        [("md", "## 1 · Generate and score"),
+         ("code", 'scores = {(setting, s): evaluate.evaluate_setting(model, setting, s, cfg["data"], cfg["evaluation"], profile)\n'
+                  "          for setting in exp.settings for s in exp.seeds}")],
+        "for (setting, s), by_label in scores.items():\n"
+        "    for label, targets in sorted(by_label.items()):\n"
+        "        print(setting, f\"seed {s}\", label, evaluate.headline(targets))",
+    )
+
+
+if __name__ == "__main__":
+    main()
