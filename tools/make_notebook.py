@@ -65,5 +65,7 @@ def parameters_cell(stage: str, overrides: dict | None = None, profile: str = "s
         comments[flat] = field_docs(pipeline.SECTIONS[sec]).get(key, f"{sec}.{key}")
     lines = [f"# Parameters (defaults: the CPU {profile} profile)"]
     for name, value in params.items():
-        lines.append(f"{name} = {value!r}  # {comments.get(name, '')}".rstrip())
+        # papermill's parameter parser misreads a comment holding "=" (or ";"): reword those
+        comment = comments.get(name, "").replace(" = ", " is ").replace("=", ":").replace(";", ",")
+        lines.append(f"{name} = {value!r}  # {comment}".rstrip())
     return "\n".join(lines)

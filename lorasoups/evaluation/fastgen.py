@@ -47,6 +47,8 @@ from typing import Any
 
 import torch
 
+from lorasoups.evaluation.generation import _cut, _device_of
+
 
 @dataclass
 class FastGenConfig:
@@ -111,22 +113,6 @@ class GenStats:
     batch_size: int = 0
     compiled: bool = False
     per_prompt_tokens: list[int] = field(default_factory=list)
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stops:
-        i = text.find(s) if s else -1
-        if i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
 
 
 def _lm(model: torch.nn.Module) -> torch.nn.Module:
