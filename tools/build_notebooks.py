@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.make_notebook import parameters_cell, write  # noqa: E402
 
 NB = Path(__file__).resolve().parent.parent / "notebooks"
-TINY = {"model": "tiny-random-llama"}
+# nbval and "Run All": the tiny model, and no judge server (a random model's verdicts do not parse)
+TINY = {"model": "tiny-random-llama", "judge": "none"}
 SETUP = """lorasoups.setup(seed)
 cfg = pipeline.stage_config("{stage}", globals())
 exp = cfg["experiment"]

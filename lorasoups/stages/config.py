@@ -47,6 +47,8 @@ class EvalConfig:
     """Model id for ``judge: openai``."""
     judge_examples: int | None = None
     """Judge at most this many examples per target (None: all)."""
+    elo_labels: list[str] | None = None
+    """Models in the pairwise ELO tournament (None: every evaluated model; pairs grow as n^2)."""
     elo_bootstrap: int = 5000
     """Bootstrap rounds of the ELO confidence intervals (the paper: 5,000)."""
 

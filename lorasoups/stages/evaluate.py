@@ -122,8 +122,8 @@ def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str
 
     n = len(ds) if cfg.judge_examples is None else min(cfg.judge_examples, len(ds))
     contexts = list(ds["context"])[:n] if "context" in ds.column_names else None
-    battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n],
-                                           {m: a[:n] for m, a in answers.items()}, contexts,
+    players = {m: a[:n] for m, a in answers.items() if cfg.elo_labels is None or m in cfg.elo_labels}
+    battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n], players, contexts,
                                            list(ds["answer"])[:n], progress=False)
     elo = bootstrap_elo(battles, n_bootstrap=cfg.elo_bootstrap, seed=seed).to_dict() if battles else None
     save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
