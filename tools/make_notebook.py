@@ -59,7 +59,9 @@ def parameters_cell(stage: str, overrides: dict | None = None, profile: str = "s
     from lorasoups import pipeline
 
     st = pipeline.get_stage(stage)
-    params = {**pipeline.stage_parameters(st, pipeline.resolve(profile)), **(overrides or {})}
+    params = pipeline.stage_parameters(st, pipeline.resolve(profile))
+    # an override applies only where the stage declares that parameter
+    params.update({k: v for k, v in (overrides or {}).items() if k in params})
     comments = {"profile": "smoke | full: sizes and where results go", "seed": "seed of this run"}
     for sec, key, flat in pipeline.flat_names(st):
         comments[flat] = field_docs(pipeline.SECTIONS[sec]).get(key, f"{sec}.{key}")
