@@ -33,6 +33,7 @@ from lorasoups.data.config import DataConfig
 from lorasoups.models import ModelConfig, short_name
 from lorasoups.results import file_sha256, fingerprint
 from lorasoups.stages.config import AnalysisConfig, EvalConfig, ExperimentConfig
+from lorasoups.sweep.engine import SweepConfig
 from lorasoups.training import LoraHubConfig, SftConfig, SoupTrainConfig
 
 
@@ -71,6 +72,7 @@ SECTIONS: dict[str, type] = {
     "cat": SoupTrainConfig,
     "moe": SoupTrainConfig,
     "lorahub": LoraHubConfig,
+    "sweep": SweepConfig,
     "evaluation": EvalConfig,
     "analysis": AnalysisConfig,
 }
@@ -84,7 +86,7 @@ STAGES: list[Stage] = [
           [_TRAIN % "skill1", _TRAIN % "skill2"]),
     Stage("train_datamix", "03_train_datamix.ipynb", ["model", "data", "experiment", "sft"], [_TRAIN % "datamix"]),
     Stage("learn_cat", "04_learn_cat.ipynb", ["model", "data", "experiment", "cat"], [_TRAIN % "cat"]),
-    Stage("merge_static", "05_merge_static.ipynb", ["model", "experiment"], [_TRAIN % "cat_static"]),
+    Stage("merge_static", "05_merge_static.ipynb", ["model", "data", "experiment", "sweep"], [_TRAIN % "cat_static"]),
     Stage("learn_moe", "06_learn_moe.ipynb", ["model", "data", "experiment", "moe"], [_TRAIN % "moe"]),
     Stage("search_lorahub", "07_search_lorahub.ipynb", ["model", "data", "experiment", "lorahub"],
           [_TRAIN % "lorahub"]),

@@ -58,10 +58,10 @@ def _eval(root: Path, setting: str, label: str, target: str, seed: int, task: st
     return path
 
 
-def _elo_file(path: Path, elo: dict | None) -> None:
+def _elo_file(path: Path, elo: dict | None, decided_by: str = "local") -> None:
     """As stage 08 writes it: ``metrics.elo`` = EloResult.to_dict() (None without battles)."""
     write_result(path, config={"run": {"setting": "reading_comprehension", "target": "bioasq_rc", "seed": 0,
-                                       "judge": "local"}},
+                                       "judge": "local", "battles_decided_by": decided_by}},
                  metrics={"elo": elo, "judgments": len(BATTLES), "battles": len(BATTLES) if elo else 0,
                           "unparseable": 0 if elo else len(BATTLES), "judge_model": "m", "both_orders": True})
     write_jsonl(load.examples_path(path), [{"model_a": a, "model_b": b, "winner": w} for a, b, w in BATTLES])
@@ -176,6 +176,22 @@ def test_figure_6a_and_table_2_read_the_elo_file(env):
     line = next(x for x in t2.table.splitlines() if x.startswith("| CAT (learned)"))
     assert line == (f"| CAT (learned) | 0.300 | 0.250 | 0.375 | {elo.median['cat']:.1f} "
                     f"[{elo.ci_low['cat']:.1f}, {elo.ci_high['cat']:.1f}] |")
+
+
+def test_figure_6a_names_a_reference_judge(tree, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    elo = bootstrap_elo(BATTLES, n_bootstrap=50, seed=0)
+    _elo_file(copy / "synthetic" / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json", elo.to_dict(),
+              decided_by="reference_f1")
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    fig = analysis.make("figure_6a", "synthetic")
+    assert fig.numbers["elo_decided_by"] == "reference_f1" and any("no LLM judge" in n for n in fig.notes)
+    t2 = analysis.make("table_2", "synthetic")
+    assert "token-F1 battles against the gold answer (no LLM judge)" in t2.table.splitlines()[0]
 
 
 def test_elo_file_without_battles_is_skipped_with_a_note(tree, tmp_path, monkeypatch):

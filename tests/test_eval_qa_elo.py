@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorasoups.evaluation.elo import Battle, bootstrap_elo, compute_elo, win_fraction
+from lorasoups.evaluation.elo import Battle, bootstrap_elo, compute_elo, reference_battles, win_fraction
 from lorasoups.evaluation.qa_metrics import containment, exact_match, normalize_answer, score_qa, token_f1
 
 
@@ -93,3 +93,20 @@ def test_bad_battles():
         compute_elo([{"model_a": "A", "model_b": "B"}])
     with pytest.raises(ValueError, match="no battles"):
         bootstrap_elo([])
+
+
+def test_reference_battles_by_hand():
+    answers = {"a": ["Paris", "blue", "x"], "b": ["Paris, France", "red", "x"], "c": ["Lyon", "blue sky", "y"]}
+    golds = ["paris", "blue", "x"]
+    battles, rows, info = reference_battles(answers, golds)
+    # F1 per question: a = 1, 1, 1; b = 2/3, 0, 1; c = 0, 2/3, 0
+    expected = [("a", "b", "model_a"), ("a", "c", "model_a"), ("b", "c", "model_a"),
+                ("a", "b", "model_a"), ("a", "c", "model_a"), ("b", "c", "model_b"),
+                ("a", "b", "tie"), ("a", "c", "model_a"), ("b", "c", "model_a")]
+    assert [(b.model_a, b.model_b, b.winner) for b in battles] == expected
+    assert rows[0]["f1_b"] == pytest.approx(2 / 3) and info["battles"] == 9 and info["unparseable"] == 0
+    assert "no LLM judge" in info["judge_model"]
+    assert [b.winner for b in reference_battles(answers, golds, metric="exact_match")[0]][:3] == \
+        ["model_a", "model_a", "tie"]
+    with pytest.raises(ValueError, match="has 2 answers for 3 golds"):
+        reference_battles({"a": ["x", "y"], "b": ["x", "y", "z"]}, golds)

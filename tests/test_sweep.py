@@ -239,12 +239,11 @@ def test_compiled_generator_sees_in_place_updates(tiny, merger):
     assert compiled.stats.compiled and len(seen) == 3
 
 
-def test_sweep_yaml_is_a_valid_sweep_config():
-    import yaml
+def test_profiles_sweep_sections():
+    from lorasoups import pipeline
 
-    from lorasoups import paths
-    from lorasoups.config import from_dict
-
-    data = yaml.safe_load((paths.CONFIGS / "sweep.yaml").read_text())
-    cfg = from_dict(SweepConfig, data["sweep"], "configs/sweep.yaml:sweep")
-    assert len(points("ties", 2, cfg.grid)) == 216 and cfg.generation.max_new_tokens == 200
+    full = pipeline.resolve("full")["sweep"]
+    assert isinstance(full, SweepConfig) and full.methods == ["ties", "dare"]
+    assert len(points("ties", 2, full.grid)) == 216 and full.generation.max_new_tokens == 200
+    smoke = pipeline.resolve("smoke")["sweep"]
+    assert len(points("ties", 2, smoke.grid)) == 4 and smoke.settings == ["math_code"]

@@ -79,15 +79,25 @@ def main() -> None:
         'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.items() if v is not None})',
     )
     stage_notebook(
-        "05_merge_static.ipynb", "merge_static", "05 · Static merges",
+        "05_merge_static.ipynb", "merge_static", "05 · Static merges and their sweeps",
         "Static CAT (alpha = 0.5), linear, TIES and DARE of each setting's skill LoRAs (peft's merge "
-        "utilities), each exported as a standard PEFT adapter.",
+        "utilities), each exported as a standard PEFT adapter. TIES and DARE first sweep their "
+        "hyper-parameters (density lambda, alpha_1, alpha_2; the paper: [0, 1] x [1, 2] x [1, 2] in steps "
+        "of 0.2) on the validation prompts, each point merged in place and decoded greedily; the best "
+        "point becomes the merge.",
+        "`results/<profile>/sweep/<setting>/<method>--s<seed>.jsonl` (one line per grid point) and "
         "`results/<profile>/train/<setting>/<method>--s<seed>.json`.",
         "from lorasoups.stages import merge",
-        [("md", "## 1 · Merge"),
-         ("code", "params = {(setting, s): merge.static_merges(model, setting, s, exp, profile)\n"
+        [("md", "## 1 · Sweep TIES / DARE on the validation prompts"),
+         ("code", 'swept = {(setting, s): merge.sweep_setting(model, setting, s, exp, cfg["data"], cfg["sweep"], profile)\n'
+                  "         for setting in exp.settings for s in exp.seeds}"),
+         ("md", "## 2 · Merge (swept methods take their best point)"),
+         ("code", "params = {(setting, s): merge.static_merges(model, setting, s, exp, profile, swept[setting, s])\n"
                   "          for setting in exp.settings for s in exp.seeds}")],
-        'for (setting, s), out in params.items():\n    print(setting, f"seed {s}", out)',
+        'for (setting, s), out in params.items():\n'
+        '    print(setting, f"seed {s}", out)\n'
+        '    for method, sw in swept[setting, s].items():\n'
+        '        print("   swept", method, sw["n_points"], "points; best", sw["best"]["point"], sw["best"]["metric"], round(sw["best"]["value"], 4))',
     )
     stage_notebook(
         "06_learn_moe.ipynb", "learn_moe", "06 · Learn the MoE routers",

@@ -167,8 +167,11 @@ def elo_record(path: str | Path) -> dict[str, Any]:
     metrics = _field(data, path, "metrics")
     where = "metrics.elo" if "elo" in metrics else "metrics"
     elo = metrics["elo"] if "elo" in metrics else metrics
+    run = (data.get("config") or {}).get("run") or {}
     rec = {"setting": path.parent.name, "target": m["target"], "seed": int(m["seed"]), "elo": None,
-           "n_battles": None, "model": model_name(data), "path": path}
+           "n_battles": None, "model": model_name(data), "path": path,
+           # who decided the battles: an LLM judge (its kind) or reference_f1 (no judge)
+           "decided_by": run.get("battles_decided_by") or run.get("judge") or "judge"}
     if elo is None:
         return rec
     if not isinstance(elo, dict):

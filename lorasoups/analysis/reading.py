@@ -55,6 +55,18 @@ def elo_scores(elo_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda s: (-s["summary"]["mean"], s["label"]))
 
 
+def battle_source(elo_records: list[dict[str, Any]]) -> str:
+    """What decided the battles, for the title: one kind for every seed, never a mix."""
+    kinds = {r.get("decided_by", "judge") for r in elo_records}
+    if len(kinds) != 1:
+        raise load.ResultsError(f"ELO results decided by different judges across seeds: {sorted(kinds)}")
+    kind = kinds.pop()
+    if kind.startswith("reference_"):
+        metric = kind.removeprefix("reference_").replace("f1", "token-F1").replace("_", " ")
+        return f"pairwise {metric} battles against the gold answer (no LLM judge)"
+    return f"pairwise LLM-judge battles ({kind})"
+
+
 def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str, str] | None = None,
               models: list[str] | None = None) -> tuple[Figure, dict[str, Any]]:
     """ELO per method with its interval, best at the top: the figure and its numbers.
@@ -77,7 +89,7 @@ def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str
             ax.scatter(list(s["values"].values()), [y] * len(s["values"]), color="k", s=8, zorder=3)
     ax.set_yticks(range(len(scores)), [display_name(s["label"], skills) for s in reversed(scores)])
     ax.set_xlabel(f"ELO rating ({scores[0]['interval']})")
-    ax.set_title(f"Figure 6a (reproduction): reading comprehension ({TARGET}) ELO from pairwise judge battles\n{cap}",
+    ax.set_title(f"Figure 6a (reproduction): reading comprehension ({TARGET}) ELO from {battle_source(elo_records)}\n{cap}",
                  fontsize=9)
     fig.tight_layout()
     numbers = {"elo": {s["label"]: s["summary"]["mean"] for s in scores},
@@ -96,7 +108,7 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
     head = ["method", *metrics] + (["ELO"] if elo else [])
     lines = [
         f"**Table 2 (reproduction): reading comprehension on {TARGET}** (mean [95% CI] over seeds"
-        + ("; ELO: bootstrap interval with one seed)" if elo else ")"),
+        + (f"; ELO from {battle_source(elo_records)})" if elo else ")"),
         f"_{records_caption(profile, records)}_",
         "",
         "| " + " | ".join(head) + " |",
@@ -111,6 +123,7 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
     numbers: dict[str, Any] = {m: {lb: s["mean"] for lb, s in scores[m].items()} for m in metrics}
     if elo:
         numbers["elo"] = {lb: s["mean"] for lb, s in elo.items()}
+        numbers["elo_decided_by"] = elo_records[0].get("decided_by", "judge")
     return "\n".join(lines), numbers
 
 
@@ -131,6 +144,9 @@ def make_figure_6a(profile: str, seeds: list[int] | None = None) -> Outcome:
     records = load.eval_records(profile, SETTING, TARGET, seeds)
     fig, out.numbers = figure_6a(elo, profile, skill_names(SETTING, records),
                                  models=[r["model"] for r in records] or None)
+    out.numbers["elo_decided_by"] = elo[0]["decided_by"]
+    if elo[0]["decided_by"].startswith("reference_"):
+        out.notes.append("no LLM judge: ELO battles were decided by token overlap with the gold answer")
     out.files = save_figure(fig, out.name, profile)
     return out
 
@@ -153,4 +169,4 @@ def make_table_2(profile: str, seeds: list[int] | None = None) -> Outcome:
     return out
 
 
-__all__ = ["REQUIRED", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "table_2"]
+__all__ = ["REQUIRED", "battle_source", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "table_2"]

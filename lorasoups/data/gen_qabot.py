@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-GENERATOR_VERSION = "qabot-1"
+GENERATOR_VERSION = "qabot-2"  # 2: gold answers are the asked-for fact, not a sentence
 
 _SYL = ("vor", "zen", "tri", "kal", "mun", "dex", "lor", "pha", "quin", "sor", "tal", "vex", "bri", "nol", "gar",
         "ost", "rim", "ulo", "yan", "fen")
@@ -44,6 +44,9 @@ class Fact:
     sentence: str
     question: str
     answer: str
+    """The full-sentence response (a training-style completion)."""
+    short: str
+    """The fact the question asks for (the gold answer: what containment and the judge check)."""
 
 
 def build_manual(seed: int, salt: str = "manual") -> tuple[str, list[Fact]]:
@@ -63,7 +66,7 @@ def build_manual(seed: int, salt: str = "manual") -> tuple[str, list[Fact]]:
     ]
     for spec, value in specs:
         facts.append(Fact("Specifications", f"The {spec} of {p} is {value}.",
-                          f"What is the {spec} of {p}?", f"The {spec} of {p} is {value}."))
+                          f"What is the {spec} of {p}?", f"The {spec} of {p} is {value}.", value))
     used: set[str] = set()
     for _ in range(6):
         mode = _word(rng)
@@ -73,26 +76,28 @@ def build_manual(seed: int, salt: str = "manual") -> tuple[str, list[Fact]]:
         pct, minutes = rng.randint(2, 19) * 5, rng.randint(2, 12) * 5
         facts.append(Fact("Modes", f"In {mode} mode, {p} runs at {pct} percent power for {minutes} minutes.",
                           f"How long does {p} run in {mode} mode?",
-                          f"In {mode} mode it runs for {minutes} minutes at {pct} percent power."))
+                          f"In {mode} mode it runs for {minutes} minutes at {pct} percent power.",
+                          f"{minutes} minutes"))
     codes = rng.sample(range(10, 99), len(ISSUES))
     for code, (issue, fix) in zip(codes, rng.sample(ISSUES, len(ISSUES))):
         facts.append(Fact("Error codes", f"Error code E{code} means that {issue}. To clear it, {fix}.",
-                          f"What does error code E{code} mean on {p}?", f"Error code E{code} means that {issue}."))
+                          f"What does error code E{code} mean on {p}?", f"Error code E{code} means that {issue}.",
+                          issue))
         facts.append(Fact("Error codes", "", f"How do you clear error code E{code} on {p}?",
-                          f"To clear error code E{code}, {fix}."))
+                          f"To clear error code E{code}, {fix}.", fix))
     for part in rng.sample(PARTS, 5):
         hours = rng.randint(2, 40) * 10
         facts.append(Fact("Maintenance", f"Replace the {part} every {hours} hours of use.",
                           f"How often should the {part} of {p} be replaced?",
-                          f"The {part} should be replaced every {hours} hours of use."))
+                          f"The {part} should be replaced every {hours} hours of use.", f"{hours} hours"))
     for color, state in zip(rng.sample(COLORS, 4), rng.sample(LIGHT_STATES, 4)):
         facts.append(Fact("Indicator lights", f"A blinking {color} light means that {state}.",
                           f"What does a blinking {color} light mean on {p}?",
-                          f"A blinking {color} light means that {state}."))
+                          f"A blinking {color} light means that {state}.", state))
     months = rng.randint(6, 48)
     facts.append(Fact("Warranty", f"The warranty of {p} covers {months} months from the date of purchase.",
                       f"How many months does the warranty of {p} cover?",
-                      f"The warranty covers {months} months from the date of purchase."))
+                      f"The warranty covers {months} months from the date of purchase.", f"{months} months"))
     return product, facts
 
 
@@ -114,7 +119,8 @@ def manual_sections(seed: int, salt: str = "manual") -> list[dict[str, str]]:
 def manual_questions(seed: int, salt: str = "manual") -> list[dict[str, str]]:
     """Every closed-book question about the manual with its gold answer."""
     _, facts = build_manual(seed, salt)
-    return [{"question": f.question, "answer": f.answer, "context": f.sentence or f.answer} for f in facts]
+    return [{"question": f.question, "answer": f.short, "response": f.answer, "context": f.sentence or f.answer}
+            for f in facts]
 
 
 # --- an instruction-following set unrelated to the manual (Alpaca's role) -----------------------

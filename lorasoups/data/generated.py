@@ -92,7 +92,7 @@ def _manual_questions(salt: str) -> Callable[[Entry, str, int, int], Records]:
         qs = [q for q in gen_qabot.manual_questions(seed, salt)
               if split_of(q["question"], salt, val_pct=15, test_pct=85) == split]
         return _ids(entry, split, seed, [
-            {"instruction": q["question"], "prompt": F.alpaca_prompt(q["question"]), "completion": q["answer"],
+            {"instruction": q["question"], "prompt": F.alpaca_prompt(q["question"]), "completion": q["response"],
              "question": q["question"], "answer": q["answer"], "context": q["context"]} for q in qs[:size]])
     return gen
 

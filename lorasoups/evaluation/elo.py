@@ -133,6 +133,41 @@ class EloResult:
         return ax
 
 
+def reference_battles(
+    answers: dict[str, Sequence[str]], golds: Sequence[str | Sequence[str]], metric: str = "f1",
+) -> tuple[list[Battle], list[dict[str, Any]], dict[str, Any]]:
+    """Pairwise battles without an LLM judge: on each question, the answer with the higher token
+    F1 (or exact match, ``metric="exact_match"``) against the gold answer wins; equal scores tie.
+
+    Why: the ELO tournament (and Figure 6a) should exist where no judge endpoint does (the CPU
+    smoke profile). It is a reference-overlap ranking, not the paper's judge: results say which.
+    Returns (battles, rows, summary) like :func:`lorasoups.evaluation.judge.pairwise_battles`.
+    """
+    from lorasoups.evaluation.qa_metrics import exact_match, token_f1
+
+    score = {"f1": token_f1, "exact_match": lambda p, g: float(exact_match(p, g))}.get(metric)
+    if score is None:
+        raise ValueError(f"reference_battles: metric must be 'f1' or 'exact_match', got {metric!r}")
+    names = list(answers)
+    n = len(golds)
+    for m in names:
+        if len(answers[m]) != n:
+            raise ValueError(f"reference_battles: model {m!r} has {len(answers[m])} answers for {n} golds")
+    scores = {m: [score(answers[m][i], golds[i]) for i in range(n)] for m in names}
+    rows = []
+    for i in range(n):
+        for x, a in enumerate(names):
+            for b in names[x + 1:]:
+                sa, sb = scores[a][i], scores[b][i]
+                winner = "tie" if abs(sa - sb) < 1e-12 else ("model_a" if sa > sb else "model_b")
+                rows.append({"index": i, "model_a": a, "model_b": b, "winner": winner,
+                             f"{metric}_a": sa, f"{metric}_b": sb})
+    battles = [Battle(r["model_a"], r["model_b"], r["winner"]) for r in rows]
+    summary = {"judgments": len(rows), "battles": len(battles), "unparseable": 0,
+               "judge_model": f"reference-{metric} (no LLM judge)", "both_orders": False}
+    return battles, rows, summary
+
+
 def bootstrap_elo(
     battles: Iterable[Battle | Sequence[str] | dict],
     n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
@@ -168,4 +203,4 @@ def bootstrap_elo(
     )
 
 
-__all__ = ["Battle", "EloResult", "bootstrap_elo", "compute_elo", "win_fraction"]
+__all__ = ["Battle", "EloResult", "bootstrap_elo", "compute_elo", "reference_battles", "win_fraction"]

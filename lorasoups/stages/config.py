@@ -49,6 +49,10 @@ class EvalConfig:
     """Judge at most this many examples per target (None: all)."""
     elo_labels: list[str] | None = None
     """Models in the pairwise ELO tournament (None: every evaluated model; pairs grow as n^2)."""
+    elo_without_judge: Literal["none", "f1"] = "f1"
+    """With ``judge: none``, rate the ELO tournament anyway by reference overlap: each battle is
+    won by the answer with the higher token F1 against the gold (``none``: no ELO without a judge).
+    The ELO result and Figure 6a name the judge that decided the battles."""
     elo_bootstrap: int = 5000
     """Bootstrap rounds of the ELO confidence intervals (the paper: 5,000)."""
 

@@ -98,7 +98,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                 )
                 summary.setdefault(label, {})[target] = metrics
             del net
-        if judge is not None and setting == "reading_comprehension":
+        if setting == "reading_comprehension" and (judge is not None or cfg.elo_without_judge != "none"):
             for target in s.targets:
                 _elo(judge, sets["targets"][target], answers[target], cfg, profile, setting, target, seed)
     return summary
@@ -117,17 +117,23 @@ def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:
 
 def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str, setting: str,
          target: str, seed: int) -> None:
-    from lorasoups.evaluation.elo import bootstrap_elo
+    from lorasoups.evaluation.elo import bootstrap_elo, reference_battles
     from lorasoups.evaluation.judge import pairwise_battles
 
-    n = len(ds) if cfg.judge_examples is None else min(cfg.judge_examples, len(ds))
+    n = len(ds) if cfg.judge_examples is None or judge is None else min(cfg.judge_examples, len(ds))
     contexts = list(ds["context"])[:n] if "context" in ds.column_names else None
     players = {m: a[:n] for m, a in answers.items() if cfg.elo_labels is None or m in cfg.elo_labels}
-    battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n], players, contexts,
-                                           list(ds["answer"])[:n], progress=False)
+    if judge is not None:
+        battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n], players, contexts,
+                                               list(ds["answer"])[:n], progress=False)
+        decided_by = cfg.judge
+    else:  # no LLM judge: battles decided by token F1 against the gold answer (recorded as such)
+        battles, rows, info = reference_battles(players, list(ds["answer"])[:n], metric=cfg.elo_without_judge)
+        decided_by = f"reference_{cfg.elo_without_judge}"
     elo = bootstrap_elo(battles, n_bootstrap=cfg.elo_bootstrap, seed=seed).to_dict() if battles else None
     save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
-                    config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge}},
+                    config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge,
+                                    "battles_decided_by": decided_by}},
                     metrics={"elo": elo, **info}, examples=rows, datasets={target: identity(ds)})
 
 

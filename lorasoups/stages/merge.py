@@ -1,17 +1,24 @@
 """Stage 05: the static merges (static CAT, linear, TIES, DARE) of each setting's skill LoRAs,
-exported as standard PEFT adapters so evaluation loads every model the same way."""
+exported as standard PEFT adapters so evaluation loads every model the same way.
+
+TIES and DARE get their hyper-parameters (λ, α₁, α₂) from a grid sweep on the setting's validation
+prompts first, as the paper did (§4): :func:`sweep_setting` runs :mod:`lorasoups.sweep` and the
+best point becomes the merge's parameters; a method not swept keeps ``experiment.merge_*``."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lorasoups import paths
+from lorasoups.data import DataConfig, DataError, get_entry, get_setting, identity, load
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import fingerprint
 from lorasoups.stages.common import skill_adapters, write_train_result
 from lorasoups.stages.config import ExperimentConfig
+from lorasoups.sweep import SweepConfig
 
 
 @dataclass
@@ -36,13 +43,81 @@ def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int) -> dict[
     return params
 
 
+def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: str) -> dict[str, Any]:
+    """The prompts a sweep scores: every target's validation split, pooled (one task kind per
+    setting). Returns ``{"task", "prompts", "golds", "datasets": {target: identity}}``."""
+    from lorasoups.stages.evaluate import TASK_OF_KIND
+
+    s = get_setting(setting)
+    size = sweep.validation_size or data.size(profile, target=True)
+    prompts: list[str] = []
+    golds: list[Any] = []
+    idents: dict[str, Any] = {}
+    tasks = set()
+    for target in s.targets:
+        common = {"seed": data.seed, "size": size, "mirror": data.mirror}
+        source = "generated" if sweep.validation_source == "generated" else data.source
+        try:
+            ds = load(target, "validation", source=source, **common)
+        except DataError as exc:
+            if sweep.validation_source != "auto" or source == "generated" or "no 'validation' split" not in str(exc):
+                raise
+            print(f"[{setting}] {target}: the {source} source has no validation split; the sweep "
+                  f"validates on the generated suite instead (recorded)", flush=True)
+            ds = load(target, "validation", source="generated", **common)
+        task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+        tasks.add(task)
+        prompts += list(ds["prompt"])
+        golds += list(ds[gold_col])
+        idents[target] = identity(ds)
+    if len(tasks) != 1:
+        raise ValueError(f"setting '{setting}': its targets mix task kinds {sorted(tasks)}; a sweep needs one metric")
+    return {"task": tasks.pop(), "prompts": prompts, "golds": golds, "datasets": idents}
+
+
+def sweep_setting(model: str, setting: str, seed: int, exp: ExperimentConfig, data: DataConfig,
+                  sweep: SweepConfig, profile: str, device: str = "auto") -> dict[str, dict[str, Any]]:
+    """Sweep each method of ``sweep.methods`` that ``exp.merges`` builds; returns method ->
+    ``{"params": build kwargs of the best point, "best": ..., "file": ..., "validation": ...}``."""
+    from lorasoups.sweep import InPlaceMerger, best_params, best_point, run_sweep, sweep_path
+
+    methods = [m for m in sweep.methods if m in exp.merges]
+    if not methods or (sweep.settings is not None and setting not in sweep.settings):
+        return {}
+    val = validation_set(setting, data, sweep, profile)
+    cfg = dataclasses.replace(sweep, seed=seed)  # DARE's masks: the run's seed, as the final build
+    base, tok = load_base(model, device=device)
+    merger = InPlaceMerger(base, skill_adapters(profile, setting, seed))
+    out = {}
+    for method in methods:
+        path = sweep_path(profile, setting, method, seed)
+        rows = run_sweep(merger, tok, method, val["prompts"], val["golds"], task=val["task"], out=path,
+                         config=cfg, progress=False)
+        realisable = [r for r in rows if r["density"] != 0]  # density 0 is the base model, not a merge
+        best = best_point(realisable)
+        overall = best_point(rows)
+        print(f"[{setting}] {method} sweep: {len(rows)} points on {len(val['prompts'])} prompts; "
+              f"best {best['point']} {best['metric']}={best['value']:.4f}", flush=True)
+        out[method] = {"params": best_params(best, method, seed), "best": best,
+                       "best_including_density_0": overall, "file": str(path.relative_to(paths.ROOT))
+                       if path.is_relative_to(paths.ROOT) else str(path),
+                       "n_points": len(rows), "validation": val["datasets"]}
+    del merger, base
+    return out
+
+
 def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, profile: str,
                   overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Build each merge of ``exp.merges`` on a fresh base and export it; returns method -> params."""
+    """Build each merge of ``exp.merges`` on a fresh base and export it; returns method -> params.
+
+    ``overrides``: method -> ``{"params": ...}`` (what :func:`sweep_setting` returns) or plain
+    build kwargs; the sweep's record is kept in the merge's result JSON."""
     adapters = skill_adapters(profile, setting, seed)
     done = {}
     for method in exp.merges:
-        params = (overrides or {}).get(method) or merge_params(method, exp, len(adapters), seed)
+        over = (overrides or {}).get(method)
+        swept = over if over and "params" in over else None
+        params = (swept["params"] if swept else over) or merge_params(method, exp, len(adapters), seed)
         key = fingerprint({"method": method, "params": params, "adapters": adapters, "base": model})
         out = paths.runs_dir() / "merges" / f"{setting}-{method}-{key}"
         reused = (out / "adapter_model.safetensors").is_file()
@@ -51,6 +126,8 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
             export_adapter(build(method, base, adapters, **params), out)
         print(f"[{setting}] {method}: {'reused' if reused else 'exported'} {out.name}", flush=True)
         write_train_result(profile, setting, method, seed, _Exported(out, out, reused, {}),
-                           {"method": method, "params": params, "adapters": adapters}, model)
+                           {"method": method, "params": params, "adapters": adapters,
+                            "params_from": "sweep" if swept else ("override" if over else "experiment"),
+                            **({"sweep": swept} if swept else {})}, model)
         done[method] = params
     return done

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lorasoups import paths
 from lorasoups.config import did_you_mean, to_dict
@@ -54,6 +54,18 @@ class SweepConfig:
     """Greedy decoding of the validation prompts."""
     score_workers: int | None = None
     """Sandbox processes for program execution (default: one per CPU core)."""
+    methods: list[str] = field(default_factory=lambda: ["ties", "dare"])
+    """Static merges whose hyper-parameters stage 05 sweeps (the paper: TIES and DARE); [] keeps
+    ``experiment.merge_alphas`` / ``merge_density`` for every merge."""
+    settings: list[str] | None = None
+    """Settings to sweep (None: every setting of the run)."""
+    validation_size: int | None = None
+    """Validation prompts per target (None: the whole validation split)."""
+    validation_source: Literal["auto", "same", "generated"] = "auto"
+    """Where the validation prompts come from. ``same``: the run's data source (an error when it
+    has no validation split); ``auto``: that, else the generated suite of the same target (the
+    mirrored paper targets are test sets only, and tuning on them would leak the test);
+    ``generated``: always the generated suite. Recorded in each sweep's result."""
 
 
 def sweep_path(profile: str, setting: str, method: str, seed: int) -> Path:
