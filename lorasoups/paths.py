@@ -6,6 +6,8 @@ module may build a path from the current working directory: take them from here.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 #: The repository root (the folder holding ``pyproject.toml``).
@@ -44,15 +46,48 @@ def data_mirror() -> Path | None:
     return default if default.is_dir() else None
 
 
+def namespace() -> str | None:
+    """The results sub-folder of an experiment variant (``LORASOUPS_NAMESPACE``, e.g.
+    ``beyond/rank/r16``), or None for the main reproduction. Set it with :func:`in_namespace`."""
+    ns = os.environ.get("LORASOUPS_NAMESPACE", "").strip("/")
+    return ns or None
+
+
+@contextmanager
+def in_namespace(ns: str | None) -> Iterator[None]:
+    """Within the block (and in notebooks it launches), results go to ``results/<profile>/<ns>/``.
+
+    Why an environment variable: papermill kernels inherit it, so every stage notebook of a
+    variant reads and writes that variant's results without a parameter of its own."""
+    if ns is not None and (ns.startswith("/") or ".." in Path(ns).parts):
+        raise ValueError(f"namespace must be a relative path without '..', got {ns!r}")
+    old = os.environ.get("LORASOUPS_NAMESPACE")
+    if ns:
+        os.environ["LORASOUPS_NAMESPACE"] = ns
+    else:
+        os.environ.pop("LORASOUPS_NAMESPACE", None)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LORASOUPS_NAMESPACE", None)
+        else:
+            os.environ["LORASOUPS_NAMESPACE"] = old
+
+
 def results_dir(profile: str | None = None) -> Path:
-    """Where result JSON goes: ``results/<profile>/`` (``LORASOUPS_RESULTS`` overrides the root).
+    """Where result JSON goes: ``results/<profile>/`` (``LORASOUPS_RESULTS`` overrides the root),
+    or ``results/<profile>/<namespace>/`` inside an experiment variant (:func:`in_namespace`).
 
     Only ``results/full/`` (the GPU reproduction) is committed; ``results/smoke/`` is git-ignored
     because every CPU smoke run rewrites it. Tests point ``LORASOUPS_RESULTS`` at a scratch folder
     so they never touch committed files.
     """
     root = Path(os.environ.get("LORASOUPS_RESULTS", RESULTS))
-    return root / profile if profile else root
+    if not profile:
+        return root
+    ns = namespace()
+    return root / profile / ns if ns else root / profile
 
 
 def figures_dir(profile: str = "full") -> Path:

@@ -210,8 +210,19 @@ def _stamp(stage: Stage, params: dict[str, Any]) -> str:
 
 
 def run(profile: str = "auto", stages: list[str] | None = None, force: bool = False,
-        extra: list[str] | None = None, kernel: str = "python3") -> list[dict[str, Any]]:
-    """Execute the pipeline; returns one record per stage (ran or skipped, seconds)."""
+        extra: list[str] | None = None, kernel: str = "python3", namespace: str | None = None
+        ) -> list[dict[str, Any]]:
+    """Execute the pipeline; returns one record per stage (ran or skipped, seconds).
+
+    ``namespace``: run as an experiment variant, results in ``results/<profile>/<namespace>/``
+    (executed notebooks and stamps likewise under ``runs/``); trained runs are still shared by
+    config hash, so a variant retrains only what its config changes."""
+    with paths.in_namespace(namespace if namespace is not None else paths.namespace()):
+        return _run(profile, stages, force, extra, kernel)
+
+
+def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] | None,
+         kernel: str) -> list[dict[str, Any]]:
     import papermill
 
     cfg = resolve(profile, extra)
@@ -222,8 +233,9 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
     plan = [(s, stage_parameters(s, cfg)) for s in selected]
     for stage, params in plan:  # validate everything before running anything
         check_notebook(stage, params)
-    out_dir = paths.runs_dir() / "notebooks" / prof
-    stamp_dir = paths.runs_dir() / "stamps" / prof
+    ns = paths.namespace()
+    out_dir = paths.runs_dir() / "notebooks" / prof / (ns or "")
+    stamp_dir = paths.runs_dir() / "stamps" / prof / (ns or "")
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp_dir.mkdir(parents=True, exist_ok=True)
     report = []
@@ -267,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
     p.add_argument("--config", action="append")
     sub.add_parser("stages", help="list the stages in order")
+    b = sub.add_parser("beyond", help="run an experiment of configs/beyond/ (every variant)")
+    b.add_argument("name", help="experiment: a file stem in configs/beyond/")
+    b.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    b.add_argument("--variant", action="append", help="only this variant (repeatable)")
+    b.add_argument("--config", action="append", help="extra YAML layered under each variant")
+    b.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -274,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             rep = run(args.profile, args.stage, args.force, args.config)
             print(f"[pipeline] {sum(r['ran'] for r in rep)} stage(s) ran, "
                   f"{sum(not r['ran'] for r in rep)} skipped, {time.perf_counter() - start:.1f} s in all")
+        elif args.cmd == "beyond":
+            from lorasoups.beyond import run_experiment
+
+            start = time.perf_counter()
+            rep = run_experiment(args.name, args.profile, args.variant, args.config, args.force)
+            print(f"[beyond {args.name}] {len(rep)} variant(s), "
+                  f"{sum(r['ran'] for v in rep.values() for r in v)} stage run(s), "
+                  f"{time.perf_counter() - start:.1f} s in all")
         elif args.cmd == "show":
             print(json.dumps(to_dict(resolve(args.profile, args.config)), indent=2))
         else:

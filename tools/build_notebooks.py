@@ -138,6 +138,46 @@ def main() -> None:
         "        print(setting, f\"seed {s}\", label, evaluate.headline(targets))",
     )
 
+    beyond_notebook()
+
+
+def beyond_notebook() -> None:
+    """09: one experiment of configs/beyond/ (every variant a pipeline run in its own namespace)."""
+    write(NB / "09_beyond.ipynb", [
+        ("md", "# 09 · Beyond the paper: one open question\n\n"
+               "Runs an experiment of `configs/beyond/` (`granularity`: alpha per layer / module / skill and "
+               "softmax / free / clamp; `rank`: skill LoRAs of rank 8-64; `cat_data`: the CAT learning set "
+               "from 0.5 % to 20 %). Each variant is an ordinary pipeline run (stages 02-08 as the experiment "
+               "lists them) whose results go to `results/<profile>/beyond/<experiment>/<variant>/`; trained "
+               "runs are shared by config hash, so a variant retrains only what it changes. Then the "
+               "experiment's figure and `summary.json` are built from those results.\n\n"
+               "**Inputs:** the parameters below. **Outputs:** the variants' results, "
+               "`figures/<profile>/beyond_<experiment>.png`, `results/<profile>/beyond/<experiment>/summary.json`. "
+               "The same from a shell: `python -m lorasoups.pipeline beyond <experiment> --profile full`."),
+        ("code", "import lorasoups\nfrom lorasoups import analysis, beyond"),
+        ("code", "# Parameters (defaults: a CPU smoke run of one variant on the tiny model)\n"
+                 "experiment = 'granularity'  # a file stem of configs/beyond/\n"
+                 "profile = 'smoke'  # smoke | full\n"
+                 "seed = 0  # seed of the setup call (each variant's seeds come from its config)\n"
+                 "variants = ['layer-softmax']  # None: the profile's variants (configs/beyond/<experiment>.yaml)\n"
+                 "model = 'tiny-random-llama'  # base model for every variant (None: the profile's)\n"
+                 "judge = 'none'  # none | local | openai (None: the profile's)", ["parameters"]),
+        ("code", "lorasoups.setup(seed)\n"
+                 "spec = beyond.load_spec(experiment)\n"
+                 "overrides = {**({'model': {'name': model}} if model else {}),\n"
+                 "             **({'evaluation': {'judge': judge}} if judge else {})}\n"
+                 "print(spec.question)\n"
+                 "beyond.plan(spec, profile, variants)"),
+        ("md", "## 1 · Run the variants"),
+        ("code", "report = beyond.run_experiment(experiment, profile, variants, overrides=overrides)"),
+        ("md", "## 2 · Figure and summary"),
+        ("code", "out = analysis.make(f'beyond_{experiment}', profile)\nout"),
+        ("md", "## Summary"),
+        ("code", "for v, stages in report.items():\n"
+                 "    print(v, [s['stage'] for s in stages])\n"
+                 "print(analysis.summary([out]))", ["nbval-check-output"]),
+    ])
+
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,10 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "figure_10": ("prompt_robustness", "make_figure_10"),
     "figure_9": ("ablations", "make_figure_9"),
     "table_3": ("ablations", "make_table_3"),
+    # beyond the paper (configs/beyond/): one figure + summary.json per experiment
+    "beyond_granularity": ("beyond", "make_beyond_granularity"),
+    "beyond_rank": ("beyond", "make_beyond_rank"),
+    "beyond_cat_data": ("beyond", "make_beyond_cat_data"),
 }
 
 
