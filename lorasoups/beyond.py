@@ -150,9 +150,9 @@ def run_experiment(name: str, profile: str = "auto", variants: list[str] | None 
     return report
 
 
-def variant_dirs(name: str, profile: str) -> dict[str, Path]:
+def variant_dirs(name: str, profile: str, spec: BeyondSpec | None = None) -> dict[str, Path]:
     """Variants of ``name`` that have results under ``profile``, in the spec's order."""
-    spec = load_spec(name)
+    spec = spec or load_spec(name)
     root = paths.results_dir(profile) / "beyond" / name
     return {v: root / v for v in spec.variants if (root / v).is_dir()}
 

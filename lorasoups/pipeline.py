@@ -217,7 +217,9 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
     ``namespace``: run as an experiment variant, results in ``results/<profile>/<namespace>/``
     (executed notebooks and stamps likewise under ``runs/``); trained runs are still shared by
     config hash, so a variant retrains only what its config changes."""
-    with paths.in_namespace(namespace if namespace is not None else paths.namespace()):
+    if namespace is None:  # keep whatever namespace the caller is already in
+        return _run(profile, stages, force, extra, kernel)
+    with paths.in_namespace(namespace):
         return _run(profile, stages, force, extra, kernel)
 
 

@@ -116,7 +116,7 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     prof = getattr(spec, profile, None)
     settings = (prof.settings if prof is not None and prof.settings else None) or spec.settings
     out = Outcome(f"beyond_{name}", spec.title, profile)
-    found = variant_dirs(name, profile)
+    found = variant_dirs(name, profile, spec)  # the spec read above, not read again
     if not found:
         out.missing = [paths.results_dir(profile) / "beyond" / name / v for v in spec.variants]
         return out

@@ -54,9 +54,9 @@ def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: 
     golds: list[Any] = []
     idents: dict[str, Any] = {}
     tasks = set()
+    common = {"seed": data.seed, "size": size, "mirror": data.mirror}
+    source = "generated" if sweep.validation_source == "generated" else data.source
     for target in s.targets:
-        common = {"seed": data.seed, "size": size, "mirror": data.mirror}
-        source = "generated" if sweep.validation_source == "generated" else data.source
         try:
             ds = load(target, "validation", source=source, **common)
         except DataError as exc:
