@@ -60,6 +60,11 @@ class BeyondSpec:
     """Variant name -> config overlay, in the order the figure draws them."""
     overlay: dict[str, Any] = field(default_factory=dict)
     """Overlay shared by every variant (before the variant's own)."""
+    panels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """When each variant runs *other* settings (k = 2, 3, 4 skills): panel -> variant -> the setting
+    it runs. ``settings`` then names panels, and a variant runs the settings of its panels."""
+    figure_labels: list[str] | None = None
+    """Models the figure draws (None: ``labels``); the summary keeps every label."""
     smoke: ProfileOverride = field(default_factory=ProfileOverride)
     """Changes for the smoke profile."""
     full: ProfileOverride = field(default_factory=ProfileOverride)
@@ -86,11 +91,30 @@ def load_spec(name: str) -> BeyondSpec:
             if v not in spec.variants:
                 raise ConfigError(f"{path}: {prof}.variants names '{v}', which is not a variant"
                                   f"{did_you_mean(v, spec.variants)}")
+    from lorasoups.data import get_setting
     from lorasoups.pipeline import get_stage
 
     for s in spec.stages:
         get_stage(s)
+    columns = {*spec.settings, *(spec.smoke.settings or []), *(spec.full.settings or [])}
+    for col in sorted(columns):
+        if spec.panels and col not in spec.panels:
+            raise ConfigError(f"{path}: settings names '{col}', which is not a panel{did_you_mean(col, spec.panels)}")
+        for v, setting in (spec.panels.get(col) or {}).items():
+            if v not in spec.variants:
+                raise ConfigError(f"{path}: panels.{col} names variant '{v}'{did_you_mean(v, spec.variants)}")
+            get_setting(setting)
+        if not spec.panels:
+            get_setting(col)
     return spec
+
+
+def variant_settings(spec: BeyondSpec, variant: str, columns: list[str]) -> dict[str, str]:
+    """Panel (figure column) -> the setting ``variant`` runs for it; without ``panels`` every column
+    is a setting run by every variant."""
+    if not spec.panels:
+        return {c: c for c in columns}
+    return {c: spec.panels[c][variant] for c in columns if variant in spec.panels[c]}
 
 
 def namespace(name: str, variant: str) -> str:
@@ -107,12 +131,14 @@ def plan(spec: BeyondSpec, profile: str, variants: list[str] | None = None) -> d
     if unknown:
         raise ConfigError(f"unknown variant '{unknown[0]}'{did_you_mean(unknown[0], spec.variants)}; "
                           f"known: {', '.join(spec.variants)}")
-    common = {"experiment": {"settings": prof.settings or spec.settings},
-              "evaluation": {"labels": spec.labels}}
+    columns = prof.settings or spec.settings
     out = {}
     for v in chosen:
-        layered = deep_merge(deep_merge(deep_merge(common, spec.overlay), prof.overlay), spec.variants[v])
-        out[v] = layered
+        settings = list(variant_settings(spec, v, columns).values())
+        if not settings:
+            raise ConfigError(f"variant '{v}' runs no setting under profile {profile} (panels {columns})")
+        common = {"experiment": {"settings": settings}, "evaluation": {"labels": spec.labels}}
+        out[v] = deep_merge(deep_merge(deep_merge(common, spec.overlay), prof.overlay), spec.variants[v])
     return out
 
 
@@ -158,5 +184,5 @@ def variant_dirs(name: str, profile: str, spec: BeyondSpec | None = None) -> dic
 
 
 __all__ = ["BeyondSpec", "ProfileOverride", "load_spec", "names", "namespace", "plan", "run_experiment",
-           "variant_dirs"]
+           "variant_dirs", "variant_settings"]
 

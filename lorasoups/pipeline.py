@@ -58,7 +58,8 @@ class Stage:
     is already taken by a shared parameter is passed as ``<section>_<field>``, e.g. ``data_seed``)."""
     outputs: list[str] = field(default_factory=list)
     """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name,
-    ``{setting}`` / ``{seed}`` expanded over the ``experiment`` section's settings and seeds)."""
+    ``{setting}`` / ``{seed}`` expanded over the ``experiment`` section's settings and seeds,
+    ``{skill}`` over the setting's skill labels ``skill1`` .. ``skill<k>``)."""
 
 
 #: Every config section and its dataclass (the stage configs live beside the code that uses them).
@@ -83,12 +84,12 @@ STAGES: list[Stage] = [
           ["{results}/check_base_model/{model}--default.json"]),
     Stage("prepare_data", "01_prepare_data.ipynb", ["data"], ["{results}/data/manifest--default.json"]),
     Stage("train_skills", "02_train_skills.ipynb", ["model", "data", "experiment", "sft"],
-          [_TRAIN % "skill1", _TRAIN % "skill2"]),
+          [_TRAIN % "{skill}"]),
     Stage("train_datamix", "03_train_datamix.ipynb", ["model", "data", "experiment", "sft"], [_TRAIN % "datamix"]),
     Stage("learn_cat", "04_learn_cat.ipynb", ["model", "data", "experiment", "cat"], [_TRAIN % "cat"]),
     Stage("merge_static", "05_merge_static.ipynb", ["model", "data", "experiment", "sweep"], [_TRAIN % "cat_static"]),
     Stage("learn_moe", "06_learn_moe.ipynb", ["model", "data", "experiment", "moe"], [_TRAIN % "moe"]),
-    Stage("search_lorahub", "07_search_lorahub.ipynb", ["model", "data", "experiment", "lorahub"],
+    Stage("search_lorahub", "07_search_lorahub.ipynb", ["model", "data", "experiment", "lorahub", "cat"],
           [_TRAIN % "lorahub"]),
     Stage("evaluate", "08_evaluate.ipynb", ["model", "data", "experiment", "evaluation"],
           ["{results}/eval/{setting}/base--{first_target}-s{seed}.json"]),
@@ -195,10 +196,11 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
     out = []
     for template in stage.outputs:
         for setting in params.get("settings", [None]) if "{setting}" in template else [None]:
+            st = get_setting(setting) if setting else None
             for seed in params.get("seeds", [None]) if "{seed}" in template else [None]:
-                first = get_setting(setting).targets[0] if setting else None
-                out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
-                                                first_target=first)))
+                for skill in st.labels if st and "{skill}" in template else [None]:
+                    out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
+                                                    first_target=st.targets[0] if st else None, skill=skill)))
     return out
 
 

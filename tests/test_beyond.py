@@ -39,12 +39,22 @@ def test_every_shipped_variant_resolves(name, profile, tmp_path):
         f.write_text(yaml.safe_dump(overlay))
         cfg = pipeline.resolve(profile, [str(f)])
         assert cfg["evaluation"].labels == spec.labels
-        assert cfg["experiment"].settings == (getattr(spec, profile).settings or spec.settings)
+        columns = getattr(spec, profile).settings or spec.settings
+        assert cfg["experiment"].settings == list(beyond.variant_settings(spec, variant, columns).values())
         if name == "rank":
             assert cfg["sft"].r == int(variant[1:]) and cfg["sft"].lora_alpha == 2 * cfg["sft"].r
         if name == "granularity":
             g, p = variant.split("-")
             assert cfg["cat"].soup["granularity"] == g and cfg["cat"].soup["parameterisation"] == p
+        if name == "skills":  # variant kN runs the k = N member of every family it draws
+            from lorasoups.data import get_setting
+
+            assert {get_setting(st).k for st in cfg["experiment"].settings} == {int(variant[1:])}
+            assert {get_setting(st).group for st in cfg["experiment"].settings} == set(columns)
+            assert cfg["experiment"].static_alpha is None and cfg["sweep"].settings is None
+        if name == "cat_extensions":  # the compressed rank stays below the fold's (2 skills of rank r)
+            assert cfg["experiment"].cat_svd_rank == int(variant[3:]) < 2 * cfg["sft"].r
+            assert cfg["experiment"].cat_from_lorahub
         if name == "cat_data":
             assert cfg["data"].cat_fraction == pytest.approx(float(variant[1:]) / 100)
 
@@ -94,3 +104,73 @@ def test_summary_numbers_by_hand():
     assert row["cat_superlinearity"]["mean"] == pytest.approx(0.175)
     # t-interval with n=2: half width = 12.706 * sd / sqrt(2), sd = 0.0354
     assert row["cat_superlinearity"]["high"] - 0.175 == pytest.approx(12.7062 * 0.0353553 / 2 ** 0.5, rel=1e-3)
+
+
+def test_panels_give_each_variant_its_own_settings(monkeypatch, tmp_path):
+    spec = beyond.BeyondSpec(
+        title="t", question="q", axis="k", stages=["learn_cat"], settings=["fam"], labels=["cat"],
+        panels={"fam": {"k2": "math_code", "k3": "math_code_k3"}}, variants={"k2": {}, "k3": {}})
+    plan = beyond.plan(spec, "full")
+    assert plan["k2"]["experiment"]["settings"] == ["math_code"]
+    assert plan["k3"]["experiment"]["settings"] == ["math_code_k3"]
+    monkeypatch.setattr(beyond, "BEYOND", tmp_path)
+    bad = {"title": "t", "question": "q", "axis": "a", "stages": ["learn_cat"], "settings": ["fam"],
+           "labels": ["cat"], "variants": {"k2": {}}, "panels": {"fam": {"k2": "math_code", "k5": "math_code"}}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="panels.fam names variant 'k5'"):
+        beyond.load_spec("mine")
+    bad["panels"] = {"fam": {"k2": "math_cod"}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(Exception, match="unknown setting 'math_cod'.*did you mean 'math_code'"):
+        beyond.load_spec("mine")
+    bad["panels"] = {"family": {"k2": "math_code"}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="settings names 'fam', which is not a panel"):
+        beyond.load_spec("mine")
+
+
+def test_superlinearity_sums_every_skill_of_a_k3_setting():
+    per_seed = {"base": {0: 0.1}, "skill1": {0: 0.2}, "skill2": {0: 0.15}, "skill3": {0: 0.12},
+                "cat": {0: 0.5}, "datamix": {0: 0.3}}
+    out = summarise({"k3": {"math_code": {"setting": "math_code_k3", "k": 3, "metric": "exec_accuracy",
+                                          "targets": ["gsm_hard"], "models": ["m"], "per_seed": per_seed}}})
+    row = out["k3"]["math_code"]
+    # 0.4 - (0.1 + 0.05 + 0.02) = 0.23; learned CAT - DATA-MIX = 0.2
+    assert row["cat_superlinearity"]["mean"] == pytest.approx(0.23) and row["k"] == 3
+    assert row["cat_minus_datamix"]["mean"] == pytest.approx(0.2) and row["setting"] == "math_code_k3"
+    # without skill3's score the k = 3 super-linearity is not computed from two skills
+    del per_seed["skill3"]
+    out = summarise({"k3": {"math_code": {"setting": "math_code_k3", "k": 3, "metric": "exec_accuracy",
+                                          "targets": ["gsm_hard"], "models": ["m"], "per_seed": per_seed}}})
+    assert "cat_superlinearity" not in out["k3"]["math_code"]
+
+
+def test_layer_alphas_average_modules_and_seeds_by_hand(monkeypatch, tmp_path):
+    import json
+
+    from lorasoups.analysis.beyond import alpha_figure, layer_alphas
+
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path))
+    ns = "beyond/granularity/module-softmax"
+
+    def row(layer, kind, skill, alpha):
+        return {"module": f"model.layers.{layer}.self_attn.{kind}", "layer": layer, "kind": kind,
+                "group": f"m{layer}{kind}", "skill": skill, "alpha": alpha}
+
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        rows = [row(0, "q_proj", "math", 0.2 + shift), row(0, "v_proj", "math", 0.4 + shift),
+                row(0, "q_proj", "code", 0.8 - shift), row(0, "v_proj", "code", 0.6 - shift),
+                row(1, "q_proj", "math", 0.5), row(1, "v_proj", "math", 0.5),
+                row(1, "q_proj", "code", 0.5), row(1, "v_proj", "code", 0.5)]
+        with paths.in_namespace(ns):
+            f = paths.results_dir("smoke") / "train" / "math_code" / f"cat--s{seed}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"metrics": {"alphas": rows}, "model": {"base": "m"}}))
+    got = layer_alphas("smoke", ns, "math_code", None)
+    # layer 0, math: modules 0.2/0.4 (seed 0) and 0.4/0.6 (seed 1) -> 0.4; code: 0.7 and 0.5 -> 0.6
+    assert got["math"][0] == [0, pytest.approx(0.4)] and got["code"][0] == [0, pytest.approx(0.6)]
+    assert got["math"][1] == [1, pytest.approx(0.5)]
+    assert layer_alphas("smoke", "beyond/granularity/other", "math_code", None) == {}
+    spec = beyond.load_spec("granularity")
+    fig = alpha_figure(spec, {"module-softmax": {"math_code": got}}, "smoke")
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "math_code · skill 1"

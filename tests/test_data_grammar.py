@@ -73,3 +73,34 @@ def test_paper_formats_reproduce_the_mirrored_files(k):
     for r in rows:
         m = re.search(r"'(.*)'\. How many words contain the letter '(.)'", r["instruction"], re.S)
         assert render_count_prompt(m.group(1), m.group(2), PAPER_FORMATS[k]) == r["instruction"]
+
+
+def test_grammar_format_g1_is_the_documented_draw_and_new():
+    from lorasoups.data.grammar import GRAMMAR_FORMATS, count_format, sample_formats
+
+    assert GRAMMAR_FORMATS["g1"] == sample_formats(1, 161, exclude=list(PAPER_FORMATS.values()))[0]
+    shown = {(f.casing, f.separator, f.space) for f in PAPER_FORMATS.values()}
+    assert (GRAMMAR_FORMATS["g1"].casing, GRAMMAR_FORMATS["g1"].separator, GRAMMAR_FORMATS["g1"].space) not in shown
+    assert count_format("g1")[1] == "grammar-g1" and count_format(4)[1] == "paper-4"
+    with pytest.raises(KeyError, match="unknown prompt format 5"):
+        count_format(5)
+
+
+def test_format_g1_from_the_mirror_is_the_paper_instances_rerendered():
+    """The paper's three training files hold the same instances in three formats, so the derived
+    fourth must hold them too: row i of g1 asks what row i of format 2 asks, with g1's layout."""
+    from lorasoups.data import load
+    from lorasoups.data.grammar import GRAMMAR_FORMATS
+
+    root = mirror_root()
+    path = root / "lorasoups-paper" / "prompt_formats" / "train_format2.json" if root else None
+    if path is None or not path.is_file():
+        pytest.skip("mirror absent")
+    g1 = load("count_format_g1", "train", source="mirror", size=200, seed=3)
+    f2 = load("count_format2", "train", source="mirror", size=200, seed=3)
+    assert len(g1) == len(f2) == 200
+    for a, b in zip(g1, f2, strict=True):
+        m = re.search(r"'(.*)'\. How many words contain the letter '(.)'", b["instruction"], re.S)
+        assert a["instruction"] == render_count_prompt(m.group(1), m.group(2), GRAMMAR_FORMATS["g1"])
+        assert a["answer"] == b["answer"] and a["format"] == "grammar-g1"
+    assert "Sentence:: '" in g1[0]["instruction"]

@@ -27,14 +27,23 @@ needs_mirror = pytest.mark.skipif(MIRROR is None or not Path(MIRROR).is_dir(), r
 
 def test_registry_lists_every_setting_dataset_with_sizes():
     for s in SETTINGS.values():
-        names = [s.skill1, s.skill2, *s.targets]
+        names = [*s.skills, *s.targets]
         for v in s.variants.values():
-            names += [v.get("skill1", s.skill1), v.get("skill2", s.skill2), *v.get("targets", ())]
+            names += [*v.get("skills", ()), *v.get("targets", ())]
         for n in names:
             assert n in REGISTRY
-        assert REGISTRY[s.targets[0]].role == "target"
-        assert REGISTRY[s.skill1].role in ("skill", "corpus") and REGISTRY[s.skill2].role == "skill"
-    assert set(SETTINGS) == {"math_code", "qabot", "reading_comprehension", "prompt_robustness"}
+        assert all(REGISTRY[t].role == "target" for t in s.targets)
+        assert all(REGISTRY[n].role in ("skill", "corpus") for n in s.skills)
+        assert s.labels == [f"skill{i + 1}" for i in range(s.k)]
+    paper = {"math_code", "qabot", "reading_comprehension", "prompt_robustness"}
+    assert {n for n, s in SETTINGS.items() if s.k == 2} == paper
+    # the k-skill settings grow a paper setting: same targets, its skills first
+    for s in SETTINGS.values():
+        if s.k > 2:
+            fam = SETTINGS[s.group]
+            assert s.group in paper and s.targets == fam.targets and s.skills[:2] == fam.skills
+    assert {(s.group, s.k) for s in SETTINGS.values() if s.k > 2} == {
+        ("math_code", 3), ("math_code", 4), ("prompt_robustness", 3), ("prompt_robustness", 4)}
     for e in REGISTRY.values():
         assert e.generator, f"{e.name} has no offline generator"
         assert e.version and e.description
@@ -268,3 +277,12 @@ def test_pal_prompts_take_one_or_eight_shots():
     assert one[0]["prompt"].count("### Instruction:") == 2 and eight[0]["prompt"].count("### Instruction:") == 9
     assert eight[0]["prompt"].count("def solution():") == 8
     assert identity(eight)["pal_demos"] == {"source": "generated", "shots": 8}
+
+
+def test_a_setting_refuses_fewer_than_two_or_repeated_skills():
+    from lorasoups.data import Setting
+
+    with pytest.raises(DataError, match="at least 2 skills"):
+        Setting("x", "d", ("alpaca",), ("gsm_hard",), "m")
+    with pytest.raises(DataError, match="listed twice"):
+        Setting("x", "d", ("alpaca", "code_alpaca", "alpaca"), ("gsm_hard",), "m")

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lora_factory import TARGETS
+from lora_factory import make_adapter as _make_adapter
 from safetensors.torch import load_file, save_file
 
 import lorasoups.merging as M
 from lorasoups.merging import MergeError
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
 ATOL = 1e-5
 
 
@@ -34,16 +35,6 @@ def base(tiny):
 @pytest.fixture(scope="module")
 def tokenizer(tiny):
     return tiny[1]
-
-
-def _make_adapter(base, path: Path, r: int, alpha: float, seed: int, targets=TARGETS) -> Path:
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    cfg = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, init_lora_weights=False)
-    peft_model = get_peft_model(copy.deepcopy(base), cfg)  # init_lora_weights=False: B is non-zero
-    peft_model.save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -107,3 +107,115 @@ def test_validation_set_pools_targets_and_falls_back_from_the_mirror():
     assert got["datasets"]["gsm_hard"]["source"] == "generated"
     with pytest.raises(Exception, match="no 'validation' split"):
         merge.validation_set("math_code", mirrored, SweepConfig(validation_size=2, validation_source="same"), "smoke")
+
+
+def test_merge_params_follow_the_number_of_skills():
+    from lorasoups.config import ConfigError
+    from lorasoups.stages.config import ExperimentConfig
+    from lorasoups.stages.merge import merge_params
+
+    exp = ExperimentConfig()
+    assert merge_params("cat_static", exp, 3, 0) == {"alphas": [0.5, 0.5, 0.5]}  # the paper's value
+    assert merge_params("cat_static", ExperimentConfig(static_alpha=None), 4, 0) == {"alphas": [0.25] * 4}
+    assert merge_params("ties", exp, 3, 0) == {"alphas": [1.0, 1.0, 1.0], "density": 0.5}
+    assert merge_params("dare", exp, 2, 7) == {"alphas": [1.0, 1.0], "density": 0.5, "seed": 7}
+    with pytest.raises(ConfigError, match="merge_alphas has 2 weights but setting 'math_code_k3' composes 3"):
+        merge_params("ties", ExperimentConfig(merge_alphas=[1.0, 1.5]), 3, 0, "math_code_k3")
+
+
+def test_three_skill_setting_sweeps_a_shared_weight_and_exports_every_merge(stage_env, tiny):
+    """math_code_k3: stage 05 needs skill1..skill3, sweeps one weight for all three skills, and the
+    exported merges equal peft's own three-adapter merge and the 1/k static CAT."""
+    from peft import LoraConfig, get_peft_model
+
+    from lorasoups.config import ConfigError
+    from lorasoups.stages.common import skill_adapters
+
+    skills = []
+    for label, seed in (("skill1", 31), ("skill2", 32), ("skill3", 33)):
+        if label == "skill3":
+            with pytest.raises(ConfigError, match="no trained skill3"):
+                skill_adapters("smoke", "math_code_k3", 0)
+        torch.manual_seed(seed)
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False)
+        out = stage_env / "skills_k3" / label
+        get_peft_model(copy.deepcopy(tiny[0]), cfg).save_pretrained(str(out))
+        write_train_result("smoke", "math_code_k3", label, 0, _Run(out, out), {}, "tiny-random-llama")
+        skills.append(str(out))
+    assert skill_adapters("smoke", "math_code_k3", 0) == skills
+
+    exp = ExperimentConfig(settings=["math_code_k3"], merges=["cat_static", "ties"], static_alpha=None)
+    swept = merge.sweep_setting("tiny-random-llama", "math_code_k3", 0, exp, DATA, SWEEP, "smoke", device="cpu")
+    _, rows = read_sweep(paths.results_dir("smoke") / "sweep" / "math_code_k3" / "ties--s0.jsonl")
+    assert len(rows) == 6  # 3 densities x 2 shared weights
+    assert all(len(r["alphas"]) == 3 and len(set(r["alphas"])) == 1 for r in rows)
+    done = merge.static_merges("tiny-random-llama", "math_code_k3", 0, exp, "smoke", swept)
+    assert done["cat_static"] == {"alphas": [1 / 3] * 3}
+    for method in ("ties", "cat_static"):
+        rec = json.loads((paths.results_dir("smoke") / "train" / "math_code_k3" / f"{method}--s0.json").read_text())
+        ref = build(method, copy.deepcopy(tiny[0]), skills, **done[method])
+        got = load_file(str(Path(rec["location"]) / "adapter_model.safetensors"))
+        ref_params = {n.replace(".default", ""): p for n, p in ref.named_parameters() if "lora_" in n}
+        if method == "ties":
+            for key, p in ref_params.items():
+                torch.testing.assert_close(got[key], p.detach(), rtol=1e-5, atol=1e-6)
+        else:  # the CAT fold: rank 3 * 4, lora_A the skills' A stacked
+            a_keys = [k for k in got if k.endswith("lora_A.weight")]
+            assert a_keys and all(got[k].shape[0] == 12 for k in a_keys)
+
+
+def test_compress_cat_writes_the_svd_of_learned_cats_fold(stage_env, tiny):
+    """Stage 05's cat_svd: the recorded adapter is compress_adapter's output on the recorded CAT
+    fold, its numbers are in the result JSON, and nothing is built unless asked for."""
+    from lorasoups.config import ConfigError
+    from lorasoups.merging import compress_adapter, export_adapter
+    from lorasoups.stages.common import trained
+
+    exp = ExperimentConfig(settings=["math_code"], cat_svd_rank=3)
+    assert merge.compress_cat("tiny-random-llama", "math_code", 0, ExperimentConfig(), "smoke") == {}
+    with pytest.raises(ConfigError, match="run stage learn_cat first"):
+        merge.compress_cat("tiny-random-llama", "math_code", 0, exp, "smoke")
+    skills = [str(stage_env / "skills" / "skill1"), str(stage_env / "skills" / "skill2")]
+    fold = stage_env / "cat_fold"  # stands in for learned CAT's exported fold (rank 4 + 4)
+    export_adapter(build("cat_static", copy.deepcopy(tiny[0]), skills, alphas=[0.7, 0.2]), fold)
+    write_train_result("smoke", "math_code", "cat", 0, _Run(fold, fold), {}, "tiny-random-llama")
+
+    got = merge.compress_cat("tiny-random-llama", "math_code", 0, exp, "smoke")
+    ref = compress_adapter(copy.deepcopy(tiny[0]), fold, stage_env / "ref", 3)
+    assert got == {k: ref[k] for k in ("rank_before", "rank_after", "rel_error", "energy_kept")}
+    assert got["rank_before"] == 8 and got["rank_after"] == 3 and 0 < got["energy_kept"] < 1
+    rec = trained("smoke", "math_code", 0)["cat_svd"]
+    assert rec["metrics"]["energy_kept"] == got["energy_kept"]
+    a = load_file(str(Path(rec["location"]) / "adapter_model.safetensors"))
+    b = load_file(str(stage_env / "ref" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert merge.compress_cat("tiny-random-llama", "math_code", 0, exp, "smoke") == got  # reused
+
+
+def test_cat_from_lorahub_starts_at_lorahubs_weights(stage_env):
+    """With a zero learning rate the learned alphas stay where they started: LoraHub's weights."""
+    from lorasoups.data import DataError
+    from lorasoups.stages import train
+    from lorasoups.stages.common import trained
+    from lorasoups.training import SoupTrainConfig
+
+    cfg = SoupTrainConfig(max_steps=1, eval_steps=1, learning_rate=0.0, per_device_train_batch_size=2,
+                          gradient_accumulation_steps=1, max_length=64, logging_steps=1)
+    data = DataConfig(source="generated", smoke_size=8, cat_fraction=0.5)
+    on = ExperimentConfig(settings=["math_code"], cat_from_lorahub=True)
+    assert train.learn_cat_from_lorahub("tiny-random-llama", "math_code", 0, data, cfg, ExperimentConfig(),
+                                        "smoke") == {}
+    with pytest.raises(DataError, match="run search_lorahub first"):
+        train.learn_cat_from_lorahub("tiny-random-llama", "math_code", 0, data, cfg, on, "smoke")
+    hub = stage_env / "skills" / "skill1"  # any existing folder: only the weights are read
+    write_train_result("smoke", "math_code", "lorahub", 0, _Run(hub, hub), {}, "tiny-random-llama",
+                       metrics={"weights": {"skill1": 0.7, "skill2": -0.4}})
+    train.learn_cat_from_lorahub("tiny-random-llama", "math_code", 0, data, cfg, on, "smoke")
+    rec = trained("smoke", "math_code", 0)["cat_lorahub"]
+    assert rec["metrics"]["init_weights"] == [0.7, -0.4]
+    assert rec["config"]["soup"]["parameterisation"] == "free"
+    by_skill: dict[int, set] = {}
+    for row in rec["metrics"]["alphas"]:
+        by_skill.setdefault(row["skill"] if isinstance(row["skill"], int) else row["skill"], set()).add(
+            round(row["alpha"], 6))
+    assert sorted(v for vals in by_skill.values() for v in vals) == [-0.4, 0.7]

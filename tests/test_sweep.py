@@ -68,6 +68,18 @@ def test_paper_grid():
         points("svd", 2)
 
 
+def test_grid_shares_the_skill_weight_above_two_skills():
+    from lorasoups.sweep.grid import GridConfig
+
+    k3 = points("ties", 3)  # 6 densities x 6 shared weights, not 6 x 6^3
+    assert len(k3) == 36 and all(len(p["alphas"]) == 3 and len(set(p["alphas"])) == 1 for p in k3)
+    assert len(points("dare", 4)) == 36
+    assert len(points("ties", 3, GridConfig(shared_alpha=False))) == 6 * 6 ** 3
+    shared2 = points("ties", 2, GridConfig(shared_alpha=True))
+    assert len(shared2) == 36 and {tuple(p["alphas"]) for p in shared2} == {(a, a) for a in
+                                                                            (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)}
+
+
 @pytest.mark.parametrize("method, alphas, density", [
     ("ties", [1.0, 2.0], 0.4), ("ties", [1.6, 1.2], 1.0), ("ties", [2.0, 2.0], 0.8),
     ("linear", [1.2, 1.8], None), ("magnitude_prune", [1.4, 1.0], 0.6), ("dare", [1.8, 1.2], 1.0),

@@ -96,15 +96,19 @@ notebook(
 )
 notebook(
     f"{NB}/beyond.ipynb", "Beyond the paper (configs/beyond/)",
-    "The paper's open questions (§6), each an experiment over variants of the same pipeline: how fine "
+    "The paper's open questions (§6), each an experiment over variants of the same pipeline: how "
+    "composition moves as more skills are merged (skills: k = 2, 3, 4; one panel per family), how fine "
     "and how constrained learned CAT's alpha should be (granularity), how composition moves with the "
     "skill LoRAs' rank (rank), and how much data learned CAT needs before it beats static CAT "
-    "(cat_data). One panel per setting, one line per model, mean and 95% t-CI over seeds; the numbers "
+    "(cat_data), and the bonus: CAT started from LoraHub's solution and its fold compressed by SVD "
+    "(cat_extensions). One panel per setting, one line per model, mean and 95% t-CI over seeds; the numbers "
     "(with learned - static CAT and CAT's super-linearity, paired by seed) go to `summary.json`. "
     "Run the variants first with `notebooks/09_beyond.ipynb` or `python -m lorasoups.pipeline beyond <name>`.",
     "`results/<profile>/beyond/<experiment>/<variant>/eval/<setting>/<label>--<target>-s<seed>.json`.",
     "`beyond_<experiment>.png` / `.pdf` and `results/<profile>/beyond/<experiment>/summary.json`.",
-    [("beyond_granularity", "granularity", "Granularity and parameterisation of alpha"),
+    [("beyond_skills", "skills", "Number of skills composed (k = 2, 3, 4)"),
+     ("beyond_granularity", "granularity", "Granularity and parameterisation of alpha"),
      ("beyond_rank", "rank", "Rank of the skill LoRAs"),
-     ("beyond_cat_data", "cat_data", "Size of the CAT learning set")],
+     ("beyond_cat_data", "cat_data", "Size of the CAT learning set"),
+     ("beyond_cat_extensions", "cat_extensions", "CAT started from LoraHub; CAT's fold compressed by SVD")],
 )

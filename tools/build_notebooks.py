@@ -46,7 +46,7 @@ def main() -> None:
         "One LoRA per skill of each setting with TRL's SFTTrainer (paper §B.1: rank 32, alpha 64, "
         "q/k/v/up/down, lr 3e-4, 3 epochs; the smoke profile shrinks all of it). Runs are cached by "
         "the hash of their config and data, and resume after a kill.",
-        "`results/<profile>/train/<setting>/skill{1,2}--s<seed>.json`, adapters under `runs/training/`.",
+        "`results/<profile>/train/<setting>/skill<i>--s<seed>.json` (i = 1 .. k), adapters under `runs/training/`.",
         "from lorasoups.stages import train",
         [("md", "## 1 · Train"),
          ("code", 'losses = {(setting, s): train.train_skills(model, setting, s, cfg["data"], cfg["sft"], profile)\n'
@@ -69,7 +69,7 @@ def main() -> None:
         "04_learn_cat.ipynb", "learn_cat", "04 · Learn CAT",
         "The paper's method: the skill LoRAs stay frozen and only the per-layer weights alpha are trained "
         "(1 epoch, lr 1e-4, on the CAT mixture), best checkpoint by validation loss; the learned soup is "
-        "folded into one standard PEFT adapter of rank r1 + r2. `eval_loss_before` is the validation loss "
+        "folded into one standard PEFT adapter of rank r1 + ... + rk. `eval_loss_before` is the validation loss "
         "at the initial alphas (equal: static CAT at 1/k).",
         "`results/<profile>/train/<setting>/cat--s<seed>.json` (with the learned alphas).",
         "from lorasoups.stages import train",
@@ -80,7 +80,7 @@ def main() -> None:
     )
     stage_notebook(
         "05_merge_static.ipynb", "merge_static", "05 · Static merges and their sweeps",
-        "Static CAT (alpha = 0.5), linear, TIES and DARE of each setting's skill LoRAs (peft's merge "
+        "Static CAT (alpha = 0.5, or 1/k), linear, TIES and DARE of each setting's skill LoRAs (peft's merge "
         "utilities), each exported as a standard PEFT adapter. TIES and DARE first sweep their "
         "hyper-parameters (density lambda, alpha_1, alpha_2; the paper: [0, 1] x [1, 2] x [1, 2] in steps "
         "of 0.2) on the validation prompts, each point merged in place and decoded greedily; the best "
@@ -93,9 +93,12 @@ def main() -> None:
                   "         for setting in exp.settings for s in exp.seeds}"),
          ("md", "## 2 · Merge (swept methods take their best point)"),
          ("code", "params = {(setting, s): merge.static_merges(model, setting, s, exp, profile, swept[setting, s])\n"
-                  "          for setting in exp.settings for s in exp.seeds}")],
+                  "          for setting in exp.settings for s in exp.seeds}"),
+         ("md", "## 3 · Learned CAT compressed by SVD (only with `cat_svd_rank` set)"),
+         ("code", "compressed = {(setting, s): merge.compress_cat(model, setting, s, exp, profile)\n"
+                  "              for setting in exp.settings for s in exp.seeds}")],
         'for (setting, s), out in params.items():\n'
-        '    print(setting, f"seed {s}", out)\n'
+        '    print(setting, f"seed {s}", out, {k: round(v, 4) for k, v in compressed[setting, s].items()})\n'
         '    for method, sw in swept[setting, s].items():\n'
         '        print("   swept", method, sw["n_points"], "points; best", sw["best"]["point"], sw["best"]["metric"], round(sw["best"]["value"], 4))',
     )
@@ -114,13 +117,19 @@ def main() -> None:
         "07_search_lorahub.ipynb", "search_lorahub", "07 · LoraHub",
         "Gradient-free search (nevergrad NGOpt over [-1.5, 1.5] from 0) of one weight per skill LoRA, "
         "minimising the few-shot cross-entropy on a handful of target examples (never the test split) "
-        "plus 0.05 × L1 of the weights.",
+        "plus 0.05 × L1 of the weights. With `cat_from_lorahub`, learned CAT then starts from that "
+        "solution (label `cat_lorahub`, free alphas).",
         "`results/<profile>/train/<setting>/lorahub--s<seed>.json`.",
         "from lorasoups.stages import train",
         [("md", "## 1 · Search"),
          ("code", 'weights = {(setting, s): train.search_lorahub(model, setting, s, cfg["data"], cfg["lorahub"], profile)\n'
-                  "           for setting in exp.settings for s in exp.seeds}")],
-        'for (setting, s), out in weights.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.get("weights", {}).items()})',
+                  "           for setting in exp.settings for s in exp.seeds}"),
+         ("md", "## 2 · Learned CAT started at LoraHub's weights (only with `cat_from_lorahub`)"),
+         ("code", 'from_hub = {(setting, s): train.learn_cat_from_lorahub(model, setting, s, cfg["data"], cfg["cat"], exp, profile)\n'
+                  "            for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in weights.items():\n'
+        '    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.get("weights", {}).items()},\n'
+        '          {k: round(v, 3) for k, v in from_hub[setting, s].items() if v is not None})',
     )
     stage_notebook(
         "08_evaluate.ipynb", "evaluate", "08 · Evaluate every model",
@@ -145,9 +154,10 @@ def beyond_notebook() -> None:
     """09: one experiment of configs/beyond/ (every variant a pipeline run in its own namespace)."""
     write(NB / "09_beyond.ipynb", [
         ("md", "# 09 · Beyond the paper: one open question\n\n"
-               "Runs an experiment of `configs/beyond/` (`granularity`: alpha per layer / module / skill and "
-               "softmax / free / clamp; `rank`: skill LoRAs of rank 8-64; `cat_data`: the CAT learning set "
-               "from 0.5 % to 20 %). Each variant is an ordinary pipeline run (stages 02-08 as the experiment "
+               "Runs an experiment of `configs/beyond/` (`skills`: k = 2, 3, 4 skills composed; `granularity`: "
+               "alpha per layer / module / skill and softmax / free / clamp; `rank`: skill LoRAs of rank 8-64; "
+               "`cat_data`: the CAT learning set from 0.5 % to 20 %; `cat_extensions`: CAT started from LoraHub, "
+               "and its fold compressed by SVD). Each variant is an ordinary pipeline run (stages 02-08 as the experiment "
                "lists them) whose results go to `results/<profile>/beyond/<experiment>/<variant>/`; trained "
                "runs are shared by config hash, so a variant retrains only what it changes. Then the "
                "experiment's figure and `summary.json` are built from those results.\n\n"

@@ -34,6 +34,8 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "beyond_granularity": ("beyond", "make_beyond_granularity"),
     "beyond_rank": ("beyond", "make_beyond_rank"),
     "beyond_cat_data": ("beyond", "make_beyond_cat_data"),
+    "beyond_skills": ("beyond", "make_beyond_skills"),
+    "beyond_cat_extensions": ("beyond", "make_beyond_cat_extensions"),
 }
 
 

@@ -3,9 +3,10 @@
 For each variant (x axis, in the spec's order), setting (one panel each) and compared model (one
 line each): the setting's primary metric (exec accuracy, prompt-format accuracy averaged over the
 unseen formats, the QA judge's accuracy when every result has it, else token F1), mean and 95%
-t-CI over seeds. The numbers also hold, per variant and setting, learned minus static CAT and
-CAT's super-linearity (its gain over the base model minus the two skills' gains), both paired by
-seed. ``results/<profile>/beyond/<name>/summary.json`` keeps them; the figure is
+t-CI over seeds. The numbers also hold, per variant and setting, learned minus static CAT, learned
+CAT minus DATA-MIX and CAT's super-linearity (its gain over the base model minus the sum of the k
+skills' gains), all paired by seed. An experiment whose variants run different settings (k = 2, 3,
+4 skills) names panels in its spec; each panel then shows one family across the variants. ``results/<profile>/beyond/<name>/summary.json`` keeps them; the figure is
 ``beyond_<name>`` in ``figures_dir(profile)``.
 """
 from __future__ import annotations
@@ -25,13 +26,17 @@ from lorasoups.analysis.save import save_figure
 from lorasoups.analysis.stats import mean_ci, seeds_text
 
 
-def variant_scores(profile: str, variant: str, ns: str, settings: list[str], labels: list[str],
+def variant_scores(profile: str, variant: str, ns: str, settings: dict[str, str] | list[str], labels: list[str],
                    seeds: list[int] | None) -> dict[str, Any]:
-    """``{setting: {"metric", "per_seed": {label: {seed: value}}}}`` of one variant's namespace
-    (targets of a setting averaged per seed; a label needs every target for a seed to count)."""
+    """``{panel: {"setting", "k", "metric", "per_seed": {label: {seed: value}}}}`` of one variant's
+    namespace. ``settings``: panel -> the setting the variant ran for it (a list: each its own
+    panel). Targets of a setting are averaged per seed; a label needs every target for a seed."""
+    from lorasoups.data import get_setting
+
+    panels = settings if isinstance(settings, dict) else {s: s for s in settings}
     out: dict[str, Any] = {}
     with paths.in_namespace(ns):
-        for setting in settings:
+        for panel, setting in panels.items():
             recs = [r for r in load.eval_records(profile, setting, seeds=seeds) if r["label"] in labels]
             if not recs:
                 continue
@@ -42,8 +47,8 @@ def variant_scores(profile: str, variant: str, ns: str, settings: list[str], lab
                 per.setdefault(r["label"], {}).setdefault(r["seed"], []).append(float(r["metrics"][metric]))
             per_seed = {lb: {s: float(np.mean(v)) for s, v in by.items() if len(v) == len(targets)}
                         for lb, by in per.items()}
-            out[setting] = {"metric": metric, "targets": targets, "per_seed": per_seed,
-                            "models": sorted({r["model"] for r in recs})}
+            out[panel] = {"setting": setting, "k": get_setting(setting).k, "metric": metric, "targets": targets,
+                          "per_seed": per_seed, "models": sorted({r["model"] for r in recs})}
     return out
 
 
@@ -51,24 +56,41 @@ def _paired(a: dict[int, float], b: dict[int, float]) -> list[float]:
     return [a[s] - b[s] for s in sorted(set(a) & set(b))]
 
 
+def superlinearity(ps: dict[str, dict[int, float]], skills: list[str], merged: str = "cat") -> list[float]:
+    """Per seed: the merge's gain over the base minus the sum of the k skills' gains (seeds where
+    the base, the merge and every skill have a score)."""
+    need = ["base", merged, *skills]
+    if not all(lb in ps for lb in need):
+        return []
+    seeds = sorted(set.intersection(*(set(ps[lb]) for lb in need)))
+    return [(ps[merged][s] - ps["base"][s]) - sum(ps[sk][s] - ps["base"][s] for sk in skills) for s in seeds]
+
+
+#: paired differences kept in the summary: (name, model, reference)
+CONTRASTS = (("cat_minus_static", "cat", "cat_static"), ("cat_minus_datamix", "cat", "datamix"),
+             ("cat_lorahub_minus_cat", "cat_lorahub", "cat"), ("cat_svd_minus_cat", "cat_svd", "cat"))
+
+
 def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean [CI] per variant / setting / label, learned - static CAT and CAT's super-linearity."""
+    """Mean [CI] per variant / panel / label, paired differences (learned - static CAT, learned CAT -
+    DATA-MIX, LoraHub-started and SVD-compressed CAT - learned CAT) and CAT's super-linearity over the setting's k skills, all paired by seed."""
+    from lorasoups.data import get_setting
+
     out: dict[str, Any] = {}
-    for variant, by_setting in scores.items():
-        for setting, sc in by_setting.items():
+    for variant, by_panel in scores.items():
+        for panel, sc in by_panel.items():
             ps = sc["per_seed"]
-            row: dict[str, Any] = {"metric": sc["metric"], "targets": sc["targets"], "models": sc["models"],
+            row: dict[str, Any] = {"setting": sc.get("setting", panel), "k": sc.get("k"), "metric": sc["metric"],
+                                   "targets": sc["targets"], "models": sc["models"],
                                    "scores": {lb: {**mean_ci(list(v.values())), "seeds": sorted(v)}
                                               for lb, v in ps.items() if v}}
-            if "cat" in ps and "cat_static" in ps and _paired(ps["cat"], ps["cat_static"]):
-                row["cat_minus_static"] = mean_ci(_paired(ps["cat"], ps["cat_static"]))
-            if all(k in ps for k in ("cat", "base", "skill1", "skill2")):
-                seeds = sorted(set(ps["cat"]) & set(ps["base"]) & set(ps["skill1"]) & set(ps["skill2"]))
-                sl = [(ps["cat"][s] - ps["base"][s]) - ((ps["skill1"][s] - ps["base"][s]) + (ps["skill2"][s] - ps["base"][s]))
-                      for s in seeds]
-                if sl:
-                    row["cat_superlinearity"] = mean_ci(sl)
-            out.setdefault(variant, {})[setting] = row
+            for name, a, b in CONTRASTS:
+                if a in ps and b in ps and _paired(ps[a], ps[b]):
+                    row[name] = mean_ci(_paired(ps[a], ps[b]))
+            sl = superlinearity(ps, get_setting(row["setting"]).labels)
+            if sl:
+                row["cat_superlinearity"] = mean_ci(sl)
+            out.setdefault(variant, {})[panel] = row
     return out
 
 
@@ -108,9 +130,48 @@ def figure(spec, summary: dict[str, Any], profile: str, settings: list[str], lab
     return fig
 
 
+def layer_alphas(profile: str, ns: str, setting: str, seeds: list[int] | None) -> dict[str, list[list[float]]]:
+    """Learned CAT's alpha per layer in one variant's namespace: ``{skill: [[layer, alpha], ...]}``,
+    alpha averaged over the layer's modules and over seeds ({} when no learned CAT run is recorded)."""
+    from lorasoups.analysis.ablations import mean_alphas
+
+    with paths.in_namespace(ns):
+        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
+        files = [f for f in (load.train_path(profile, setting, "cat", s) for s in s_seeds) if f.is_file()]
+        if not files:
+            return {}
+        table = mean_alphas([load.alpha_rows(load.train_record(f)) for f in files])
+    by: dict[str, dict[int, list[float]]] = {}
+    for r in table:
+        if r["layer"] is not None:
+            by.setdefault(str(r["skill"]), {}).setdefault(int(r["layer"]), []).append(float(r["alpha"]))
+    return {sk: [[layer, float(np.mean(v))] for layer, v in sorted(layers.items())] for sk, layers in by.items()}
+
+
+def alpha_figure(spec, alphas: dict[str, dict[str, dict[str, list[list[float]]]]], profile: str) -> Figure:
+    """Learned alpha by layer: one row per panel, one column per skill (in order), one line per variant."""
+    panels = list(dict.fromkeys(p for by in alphas.values() for p in by))  # the spec's column order
+    k = max(len(sk) for by in alphas.values() for sk in by.values())
+    fig = Figure(figsize=(3.6 * k + 1.0, 2.8 * len(panels) + 0.8))
+    axes = fig.subplots(len(panels), k, squeeze=False)
+    for row, panel in enumerate(panels):
+        for variant, by in alphas.items():
+            for col, pts in enumerate((by.get(panel) or {}).values()):
+                ax = axes[row][col]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3, label=variant)
+                ax.set_title(f"{panel} · skill {col + 1}", fontsize=8)
+                ax.set_xlabel("layer", fontsize=8)
+                ax.set_ylabel("alpha (mean over modules)", fontsize=7)
+        axes[row][0].legend(fontsize=6, loc="best")
+    fig.suptitle(f"{spec.title}: learned CAT alpha by layer\nprofile {profile} · mean over the layer's modules "
+                 f"and over seeds", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outcome:
     """Figure ``beyond_<name>`` and ``results/<profile>/beyond/<name>/summary.json``."""
-    from lorasoups.beyond import load_spec, namespace, variant_dirs
+    from lorasoups.beyond import load_spec, namespace, variant_dirs, variant_settings
 
     spec = load_spec(name)
     prof = getattr(spec, profile, None)
@@ -120,7 +181,8 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     if not found:
         out.missing = [paths.results_dir(profile) / "beyond" / name / v for v in spec.variants]
         return out
-    scores = {v: variant_scores(profile, v, namespace(name, v), settings, spec.labels, seeds) for v in found}
+    scores = {v: variant_scores(profile, v, namespace(name, v), variant_settings(spec, v, settings), spec.labels,
+                                seeds) for v in found}
     scores = {v: s for v, s in scores.items() if s}
     if not scores:
         out.notes.append("variant folders exist but hold no evaluation results yet")
@@ -130,7 +192,16 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
         out.notes.append(f"variants without results (not drawn): {', '.join(absent)}")
     out.numbers = summarise(scores)
     drawn = [s for s in settings if any(s in out.numbers[v] for v in out.numbers)]
-    out.files = save_figure(figure(spec, out.numbers, profile, drawn, spec.labels), out.name, profile)
+    out.files = save_figure(figure(spec, out.numbers, profile, drawn, spec.figure_labels or spec.labels),
+                            out.name, profile)
+    alphas = {v: {p: a for p, st in variant_settings(spec, v, settings).items()
+                  if (a := layer_alphas(profile, namespace(name, v), st, seeds))} for v in scores}
+    alphas = {v: by for v, by in alphas.items() if by}
+    if alphas:  # issue 9, question 2: the learned alpha by layer, per variant
+        out.files += save_figure(alpha_figure(spec, alphas, profile), f"{out.name}_alphas", profile)
+        for v, by in alphas.items():
+            for panel, a in by.items():
+                out.numbers.setdefault(v, {}).setdefault(panel, {})["cat_alpha_by_layer"] = a
     result = paths.results_dir(profile) / "beyond" / name / "summary.json"
     result.write_text(json.dumps({"experiment": name, "title": spec.title, "question": spec.question,
                                   "axis": spec.axis, "profile": profile, "variants": out.numbers},
@@ -148,5 +219,7 @@ def _builder(name: str):
 make_beyond_granularity = _builder("granularity")
 make_beyond_rank = _builder("rank")
 make_beyond_cat_data = _builder("cat_data")
+make_beyond_skills = _builder("skills")
+make_beyond_cat_extensions = _builder("cat_extensions")
 
-__all__ = ["figure", "make_beyond", "summarise", "variant_scores"]
+__all__ = ["CONTRASTS", "figure", "make_beyond", "summarise", "superlinearity", "variant_scores"]

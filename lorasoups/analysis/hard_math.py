@@ -46,7 +46,7 @@ def figure_4(records: list[dict[str, Any]], profile: str) -> tuple[Figure, dict[
 
 
 def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
-            skills: tuple[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+            skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
     """Super-linearity rows for every merge and seed; ``flags[label][seed]`` = solved per example.
 
     Needs ``base``, ``skill1`` and ``skill2`` for every seed a merge has.
@@ -72,7 +72,7 @@ def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
             "union": sum(r["sets"]["skill_union"] for r in per_seed) / k,
             "intersection": sum(r["sets"]["skill_intersection"] for r in per_seed) / k,
         }
-    s1, s2 = skills or ("skill1", "skill2")
+    s1, s2 = (skills or ("skill1", "skill2"))[:2]  # Table 1 is the two-skill setting
     md = "\n".join([
         "**Table 1 (reproduction): super-linearity on GSM-Hard** "
         f"(skill1 = {s1}, skill2 = {s2}; fractions solved; gains over base; set sizes in problems)",

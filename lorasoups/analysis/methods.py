@@ -1,6 +1,7 @@
 """One score per method (mean and 95% CI over seeds) and the bar chart Figures 4 and 5 share."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -10,30 +11,32 @@ from lorasoups.analysis.load import ResultsError
 from lorasoups.analysis.stats import caption, mean_ci
 
 #: the order methods appear in every figure and table (results/README.md labels).
-LABEL_ORDER = ("base", "skill1", "skill2", "datamix", "datamix_seq", "linear", "ties", "dare", "lorahub",
-               "moe", "cat_static", "cat", "rag")
+LABEL_ORDER = ("base", "skill1", "skill2", "skill3", "skill4", "datamix", "datamix_seq", "linear", "ties", "dare",
+               "lorahub", "moe", "cat_static", "cat", "cat_lorahub", "cat_svd", "rag")
 NAMES = {"base": "base", "datamix": "DATA-MIX", "datamix_seq": "DATA-MIX (seq.)", "linear": "linear",
          "ties": "TIES", "dare": "DARE", "lorahub": "LoraHub", "moe": "MoE", "cat_static": "CAT static",
-         "cat": "CAT (learned)", "rag": "RAG bound"}
+         "cat": "CAT (learned)", "cat_lorahub": "CAT (from LoraHub)", "cat_svd": "CAT (SVD export)",
+         "rag": "RAG bound"}
+_SKILL = re.compile(r"^skill(\d+)$")
 
 
-def skill_names(setting: str, records: Iterable[dict[str, Any]] = ()) -> tuple[str, str]:
-    """The setting's two skill dataset names: from the records' ``config.run.skills`` when they are
-    two names, else from the data registry."""
+def skill_names(setting: str, records: Iterable[dict[str, Any]] = ()) -> tuple[str, ...]:
+    """The setting's skill dataset names (k of them): from the records' ``config.run.skills`` when
+    they are a list of names, else from the data registry."""
     for r in records:
         s = r.get("skills")
-        if isinstance(s, list | tuple) and len(s) == 2 and all(isinstance(x, str) for x in s):
-            return s[0], s[1]
+        if isinstance(s, list | tuple) and len(s) >= 2 and all(isinstance(x, str) for x in s):
+            return tuple(s)
     from lorasoups.data.registry import get_setting
 
-    st = get_setting(setting)
-    return st.skill1, st.skill2
+    return get_setting(setting).skills
 
 
-def display_name(label: str, skills: tuple[str, str] | None = None) -> str:
+def display_name(label: str, skills: tuple[str, ...] | None = None) -> str:
     """``CAT (learned)``, ``skill1: metamathqa``, ... (unknown labels as they are)."""
-    if label in ("skill1", "skill2") and skills:
-        return f"{label}: {skills[int(label[-1]) - 1]}"
+    m = _SKILL.match(label)
+    if m and skills and 1 <= int(m[1]) <= len(skills):
+        return f"{label}: {skills[int(m[1]) - 1]}"
     return NAMES.get(label, label)
 
 
@@ -78,7 +81,7 @@ def method_scores(records: Sequence[dict[str, Any]], metric: str) -> list[dict[s
 
 
 def plot_method_bars(panels: Sequence[tuple[Sequence[dict[str, Any]], str]], title: str,
-                     skills: tuple[str, str] | None = None, unit_interval: bool = True) -> Figure:
+                     skills: tuple[str, ...] | None = None, unit_interval: bool = True) -> Figure:
     """One bar panel per ``(scores, ylabel)``: bars at the mean over seeds, a 95% CI whisker when
     there are several seeds, one dot per seed; learned CAT in red, base in grey."""
     width = max(5.0, 0.75 * max(len(sc) for sc, _ in panels) + 2.0)

@@ -45,7 +45,7 @@ def robustness_cells(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[
 
 
 def figure_10(records: list[dict[str, Any]], profile: str, targets: tuple[str, ...],
-              skills: tuple[str, str] | None = None) -> tuple[Figure, dict[str, Any]]:
+              skills: tuple[str, ...] | None = None) -> tuple[Figure, dict[str, Any]]:
     """Grid of mean accuracy per (method, held-out format) and per-method mean over formats.
 
     Every method must have every target for the same seeds (the caller keeps only such methods).

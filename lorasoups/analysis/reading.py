@@ -67,7 +67,7 @@ def battle_source(elo_records: list[dict[str, Any]]) -> str:
     return f"pairwise LLM-judge battles ({kind})"
 
 
-def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str, str] | None = None,
+def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str, ...] | None = None,
               models: list[str] | None = None) -> tuple[Figure, dict[str, Any]]:
     """ELO per method with its interval, best at the top: the figure and its numbers.
 
@@ -98,7 +98,7 @@ def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str
 
 
 def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], profile: str,
-            skills: tuple[str, str] | None = None) -> tuple[str, dict[str, Any]]:
+            skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
     """Markdown: per method F1, exact match, containment (+ judge accuracy, ELO) as mean [95% CI]."""
     metrics = ["f1", "exact_match", "contains"]
     if all(isinstance(r["metrics"].get("judge_accuracy"), int | float) for r in records):

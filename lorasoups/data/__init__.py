@@ -10,6 +10,7 @@ from lorasoups.data.config import DataConfig
 from lorasoups.data.errors import DataError
 from lorasoups.data.formatting import alpaca_prompt, pal_prompt, rc_instruction, to_conversational
 from lorasoups.data.grammar import (
+    GRAMMAR_FORMATS,
     PAPER_FORMATS,
     PAPER_TEST_FORMATS,
     PAPER_TRAIN_FORMATS,
@@ -27,7 +28,7 @@ from lorasoups.data.registry import KIND_COLUMNS, REGISTRY, SETTINGS, Entry, Set
 from lorasoups.data.splits import SPLITS
 
 __all__ = [
-    "DataConfig", "DataError", "Entry", "Field", "KIND_COLUMNS", "PAPER_FORMATS", "PAPER_TEST_FORMATS",
+    "DataConfig", "DataError", "Entry", "Field", "KIND_COLUMNS", "GRAMMAR_FORMATS", "PAPER_FORMATS", "PAPER_TEST_FORMATS",
     "PAPER_TRAIN_FORMATS", "PromptFormat", "REGISTRY", "SETTINGS", "SOURCES", "SPLITS", "Setting", "alpaca_prompt",
     "cat_mixture", "check_leakage", "find_leaks", "get_entry", "get_setting", "identity", "load", "mirror_root",
     "pal_prompt", "rc_instruction", "registry_table", "render", "render_count_prompt", "sample_format",

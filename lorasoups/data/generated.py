@@ -13,7 +13,7 @@ from typing import Any
 from lorasoups.data import formatting as F
 from lorasoups.data import gen_code, gen_counting, gen_math, gen_qabot, gen_reading
 from lorasoups.data.errors import DataError
-from lorasoups.data.grammar import PAPER_FORMATS, render_count_prompt
+from lorasoups.data.grammar import count_format, render_count_prompt
 from lorasoups.data.registry import Entry
 from lorasoups.data.splits import split_of, take_split
 
@@ -133,8 +133,7 @@ def _rc_demos(entry: Entry, split: str, size: int, seed: int) -> Records:
 
 
 def _counting(entry: Entry, split: str, size: int, seed: int) -> Records:
-    k = entry.extra["format"]
-    fmt = PAPER_FORMATS[k]
+    fmt, label = count_format(entry.extra["format"])
     # Train formats draw from the hash-"train" part of instances, test formats from the "test" part,
     # so no (sentence, letter) pair is shared between a skill and a target set.
     items = take_split(gen_counting.draw_count, lambda x: f"{x['sentence']}|{x['letter']}", split, size, seed,
@@ -144,7 +143,7 @@ def _counting(entry: Entry, split: str, size: int, seed: int) -> Records:
         inst = render_count_prompt(x["sentence"], x["letter"], fmt)
         out = f"the correct answer is {x['count']}"
         recs.append({"instruction": inst, "prompt": F.alpaca_prompt(inst), "completion": out,
-                     "answer": str(x["count"]), "format": f"paper-{k}"})
+                     "answer": str(x["count"]), "format": label})
     return _ids(entry, split, seed, recs)
 
 

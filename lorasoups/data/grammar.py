@@ -154,6 +154,24 @@ PAPER_FORMATS: dict[int, PromptFormat] = {
 }
 PAPER_TRAIN_FORMATS = (1, 2, 4)
 PAPER_TEST_FORMATS = (3, 7, 8, 10)
+#: Formats drawn from the grammar where a setting needs more training formats than the paper released
+#: (prompt_robustness_k4 trains on four): ``sample_formats(1, 161, exclude=PAPER_FORMATS.values())``,
+#: written out so a change to the sampler cannot silently change the data (a test checks the draw).
+GRAMMAR_FORMATS: dict[str, PromptFormat] = {
+    "g1": PromptFormat(casing="title", separator=":: ", space=" \n ", item_wrapper="<x>", numbering="roman",
+                       item_separator=" "),
+}
+
+
+def count_format(key: int | str) -> tuple[PromptFormat, str]:
+    """The format called ``key`` (a paper format number or a :data:`GRAMMAR_FORMATS` name) and the
+    label records carry in their ``format`` column (``paper-4``, ``grammar-g1``)."""
+    if key in PAPER_FORMATS:
+        return PAPER_FORMATS[key], f"paper-{key}"  # type: ignore[index]
+    if key in GRAMMAR_FORMATS:
+        return GRAMMAR_FORMATS[key], f"grammar-{key}"  # type: ignore[index]
+    raise KeyError(f"unknown prompt format {key!r}; paper formats {sorted(PAPER_FORMATS)}, "
+                   f"grammar formats {sorted(GRAMMAR_FORMATS)}")
 
 #: SuperNaturalInstructions task 161, as worded in the paper's files.
 COUNT_INSTRUCTION = "Please count the number of words in a sentence that contain the given letter."

@@ -6,6 +6,7 @@ field and an error names the file and line.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from lorasoups.data import formatting as F
 from lorasoups.data.errors import DataError
-from lorasoups.data.grammar import PAPER_FORMATS
+from lorasoups.data.grammar import PAPER_FORMATS, count_format, render_count_prompt
 from lorasoups.data.io import Row, read_records, read_text
 from lorasoups.data.registry import Entry
 
@@ -216,6 +217,28 @@ def read_counting(entry: Entry, files: list[Path]) -> Pools:
     return {split: recs}
 
 
+_FORMAT1_QUESTION = re.compile(r"Sentence: '(?P<sentence>.*)'\. How many words contain the letter '(?P<letter>.)' "
+                               r"in the sentence\.\nAnswer: \n\n$", re.S)
+
+
+def read_counting_rerendered(entry: Entry, files: list[Path]) -> Pools:
+    """A format the paper did not release: its format-1 training instances, each parsed back into
+    (sentence, letter) and rendered in ``entry.extra['format']``. A row whose instruction does not
+    re-render to itself in format 1 is an error, so nothing is silently mis-parsed."""
+    (pool,) = read_counting(dataclasses.replace(entry, extra={"format": 1}), files).values()
+    fmt, label = count_format(entry.extra["format"])
+    rows = _nonempty(read_records(files[0]), files[0])
+    recs = []
+    for row, rec in zip(rows, pool, strict=True):
+        m = _FORMAT1_QUESTION.search(rec["instruction"])
+        if not m or render_count_prompt(m["sentence"], m["letter"], PAPER_FORMATS[1]) != rec["instruction"]:
+            raise DataError(f"{row.where()}: field 'instruction' is not task 161 in the paper's format 1, so it "
+                            f"cannot be re-rendered in format {entry.extra['format']}: {rec['instruction'][:80]!r}")
+        inst = render_count_prompt(m["sentence"], m["letter"], fmt)
+        recs.append({**rec, "instruction": inst, "prompt": F.alpaca_prompt(inst), "format": label})
+    return {"train": recs}
+
+
 READERS: dict[str, Callable[[Entry, list[Path]], Pools]] = {
     "metamathqa": lambda e, fs: {"train": [{k: r[k] for k in e.columns} for r in read_gsm8k(e, fs)["train"]]},
     "gsm8k": read_gsm8k,
@@ -233,6 +256,7 @@ READERS: dict[str, Callable[[Entry, list[Path]], Pools]] = {
     "rc_fewshot": read_rc,
     "bioasq_rc": read_rc,
     **{f"count_format{k}": read_counting for k in (1, 2, 3, 4, 7, 8, 10)},
+    "count_format_g1": read_counting_rerendered,
 }
 
 

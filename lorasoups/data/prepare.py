@@ -20,8 +20,8 @@ def setting_datasets(setting: str, cfg: DataConfig, profile: str) -> dict[str, A
     s = get_setting(setting)
     size, eval_size = cfg.size(profile), cfg.size(profile, target=True)
     common = {"source": cfg.source, "seed": cfg.seed, "mirror": cfg.mirror}
-    skills = {n: load(n, "train", size=size, **common) for n in (s.skill1, s.skill2)}
-    validation = {n: load(n, "validation", size=size, **common) for n in (s.skill1, s.skill2)}
+    skills = {n: load(n, "train", size=size, **common) for n in s.skills}
+    validation = {n: load(n, "validation", size=size, **common) for n in s.skills}
     targets = {t: load(t, "test", size=eval_size, **common) for t in s.targets}
     for ds in targets.values():
         check_leakage(ds, skills)

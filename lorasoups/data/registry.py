@@ -159,6 +159,16 @@ for _k in (3, 7, 8, 10):
         generator="counting", generated_size=417, splits=_TARGET, license="Apache-2.0 (SuperNaturalInstructions)",
         missing="not on the hub", extra={"format": _k}))
 
+# A fourth training format for prompt_robustness_k4: the paper released three (1, 2, 4), each the same
+# 6,000 instances rendered differently, so the mirror's format-1 instances re-rendered in a format
+# drawn from the grammar are what a fourth file of the paper's would hold.
+_ENTRIES.append(Entry(
+    "count_format_g1", "Prompt-format skill: task 161 in grammar format g1 (not one of the paper's formats)",
+    "prompt_robustness", "skill", "count", "1.0", mirror_files=(P + "prompt_formats/train_format1.json",),
+    mirror_size=6000, mirror_note="derived: the paper's format-1 training instances re-rendered in grammar "
+    "format g1 (lorasoups.data.grammar.GRAMMAR_FORMATS)", generator="counting", generated_size=2000,
+    license="Apache-2.0 (SuperNaturalInstructions)", missing="not on the hub", extra={"format": "g1"}))
+
 REGISTRY: dict[str, Entry] = {e.name: e for e in _ENTRIES}
 
 
@@ -173,36 +183,93 @@ def get_entry(name: str) -> Entry:
 
 @dataclass(frozen=True)
 class Setting:
-    """One of the paper's four skill-composition settings."""
+    """One skill-composition setting: k >= 2 skills whose LoRAs are merged, and its targets.
+
+    The paper's four settings compose two skills; the ``*_k3`` / ``*_k4`` settings (issue 9,
+    "more than two skills") compose three and four. Models trained per skill are labelled
+    ``skill1`` .. ``skill<k>`` in the order of :attr:`skills`.
+    """
 
     name: str
     description: str
-    skill1: str
-    skill2: str
+    skills: tuple[str, ...]
     targets: tuple[str, ...]
     metric: str
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Other pairings the paper reports in this setting (name -> overrides of skill1/skill2/targets)."""
+    """Other pairings the paper reports in this setting (name -> overrides of skills/targets)."""
+    family: str = ""
+    """The two-skill setting this one grows (``math_code`` for ``math_code_k3``); its own name if empty."""
+
+    def __post_init__(self) -> None:
+        if len(self.skills) < 2:
+            raise DataError(f"setting '{self.name}': needs at least 2 skills, got {list(self.skills)}")
+        if len(set(self.skills)) != len(self.skills):
+            raise DataError(f"setting '{self.name}': a skill is listed twice in {list(self.skills)}")
+
+    @property
+    def k(self) -> int:
+        """Number of skills composed."""
+        return len(self.skills)
+
+    @property
+    def skill1(self) -> str:
+        return self.skills[0]
+
+    @property
+    def skill2(self) -> str:
+        return self.skills[1]
+
+    @property
+    def labels(self) -> list[str]:
+        """``skill1`` .. ``skill<k>``: the result labels of the skill LoRAs (``results/README.md``)."""
+        return skill_labels(self.k)
+
+    @property
+    def group(self) -> str:
+        """The family this setting belongs to (itself for the paper's two-skill settings)."""
+        return self.family or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "k": self.k}
 
 
+def skill_labels(k: int) -> list[str]:
+    """``["skill1", ..., "skill<k>"]``."""
+    return [f"skill{i}" for i in range(1, k + 1)]
+
+
+_FORMAT_TARGETS = ("count_format3", "count_format7", "count_format8", "count_format10")
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
         Setting("math_code", "Hard math with code: math skill + code skill -> GSM-Hard answered by programs",
-                "metamathqa", "code_alpaca", ("gsm_hard",), "execution accuracy (|pred - gold| <= 1e-3)",
+                ("metamathqa", "code_alpaca"), ("gsm_hard",), "execution accuracy (|pred - gold| <= 1e-3)",
                 {"gsm8k": {"targets": ("gsm8k",)}}),
         Setting("qabot", "QABot: a manual's text + instruction following -> closed-book questions on the manual",
-                "dnd_manual", "alpaca", ("qabot_dnd",), "accuracy by LLM judge (QA judge, score 0-2)",
-                {"biology": {"skill1": "biology_chapter", "targets": ("qabot_biology",)}}),
+                ("dnd_manual", "alpaca"), ("qabot_dnd",), "accuracy by LLM judge (QA judge, score 0-2)",
+                {"biology": {"skills": ("biology_chapter", "alpaca"), "targets": ("qabot_biology",)}}),
         Setting("reading_comprehension", "Reading comprehension: biomedical corpus + open-book QA -> BioASQ",
-                "biomed_textbooks", "squad", ("bioasq_rc",), "pairwise LLM judge -> ELO; token F1"),
+                ("biomed_textbooks", "squad"), ("bioasq_rc",), "pairwise LLM judge -> ELO; token F1"),
         Setting("prompt_robustness", "Prompt robustness: task 161 in format i + format j -> unseen formats",
-                "count_format1", "count_format2", ("count_format3", "count_format7", "count_format8",
-                                                  "count_format10"), "accuracy (exact count)",
-                {"1+4": {"skill2": "count_format4"}, "2+4": {"skill1": "count_format2", "skill2": "count_format4"}}),
+                ("count_format1", "count_format2"), _FORMAT_TARGETS, "accuracy (exact count)",
+                {"1+4": {"skills": ("count_format1", "count_format4")},
+                 "2+4": {"skills": ("count_format2", "count_format4")}}),
+        # ---- more than two skills (issue 9, question 1) ------------------------------------------
+        Setting("math_code_k3", "Hard math with code, 3 skills: math + code + instruction following -> GSM-Hard",
+                ("metamathqa", "code_alpaca", "alpaca"), ("gsm_hard",),
+                "execution accuracy (|pred - gold| <= 1e-3)", family="math_code"),
+        Setting("math_code_k4", "Hard math with code, 4 skills: math + code + instruction following + the D&D "
+                "manual (a skill GSM-Hard does not need) -> GSM-Hard",
+                ("metamathqa", "code_alpaca", "alpaca", "dnd_manual"), ("gsm_hard",),
+                "execution accuracy (|pred - gold| <= 1e-3)", family="math_code"),
+        Setting("prompt_robustness_k3", "Prompt robustness, 3 training formats (the paper's 1, 2, 4; its appendix "
+                "saw every merge fall behind DATA-MIX here) -> unseen formats",
+                ("count_format1", "count_format2", "count_format4"), _FORMAT_TARGETS, "accuracy (exact count)",
+                family="prompt_robustness"),
+        Setting("prompt_robustness_k4", "Prompt robustness, 4 training formats: the paper's 1, 2, 4 + grammar "
+                "format g1 -> unseen formats",
+                ("count_format1", "count_format2", "count_format4", "count_format_g1"), _FORMAT_TARGETS,
+                "accuracy (exact count)", family="prompt_robustness"),
     ]
 }
 

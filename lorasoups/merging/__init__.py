@@ -4,6 +4,7 @@
     ... train trainable_parameters(soup) ...
     plot_alphas(soup, "figures/alphas.png"); save_soup(soup, "runs/cat-soup")
     export_adapter(soup, "adapters/math+code")   # one standard PEFT LoRA, the exact fold
+    compress_adapter(base_model, "adapters/math+code", "adapters/math+code-r8", rank=8)  # truncated SVD
 
 Methods are listed in :data:`METHODS` (name -> :class:`Method` with its paper); each lives in its own
 module (cat, task_arithmetic, moe, lorahub). See ``python -c "import lorasoups.merging as m;
@@ -11,6 +12,7 @@ module (cat, task_arithmetic, moe, lorahub). See ``python -c "import lorasoups.m
 """
 from lorasoups.merging.analysis import alphas_table, describe, plot_alphas, set_weights, trainable_parameters
 from lorasoups.merging.cat import project_alphas_
+from lorasoups.merging.compress import compress_adapter
 from lorasoups.merging.export import export_adapter
 from lorasoups.merging.moe import gate_table, load_balancing_loss
 from lorasoups.merging.persist import load_soup, save_soup
@@ -19,7 +21,7 @@ from lorasoups.merging.skills import MergeError, SkillAdapter, load_skills
 from lorasoups.merging.soup import SoupState, soup_state
 
 __all__ = [
-    "METHODS", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build", "describe",
-    "export_adapter", "gate_table", "load_balancing_loss", "load_skills", "load_soup", "plot_alphas",
+    "METHODS", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build", "compress_adapter",
+    "describe", "export_adapter", "gate_table", "load_balancing_loss", "load_skills", "load_soup", "plot_alphas",
     "project_alphas_", "save_soup", "set_weights", "soup_state", "trainable_parameters",
 ]

@@ -17,6 +17,7 @@ per layer/module and A stays the skills' own A (a test checks both agree).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,9 +42,16 @@ class CatParams:
     """``softmax``: free weights per group through a softmax over skills (released code; alpha in
     [0,1], sums to 1). ``free``: alpha unconstrained. ``clamp``: alpha = clip(w, 0, 1) (paper's text;
     call :func:`project_alphas_` after each optimiser step so the clip does not kill gradients)."""
-    init: Literal["equal", "normal"] = "equal"
+    init: Literal["equal", "normal", "weights"] = "equal"
     """``equal``: every alpha starts at 1/k. ``normal``: raw weights drawn from N(0, 1) (the released
-    code's choice)."""
+    code's choice). ``weights``: alpha starts at ``init_weights`` in every group, e.g. to start
+    learning from LoraHub's solution (see ``init_weights`` for what each parameterisation can hold)."""
+    init_weights: list[float] | None = None
+    """``init: weights`` only: k finite starting weights, one per skill, the same for every group.
+    ``free``: alpha = w exactly. ``clamp``: alpha = clip(w, 0, 1), so weights outside [0, 1] start
+    clipped (allowed, with a warning; :func:`project_alphas_` clips the raw values at the first step).
+    ``softmax``: only positive weights; alpha = w / sum(w), i.e. the proportions, the scale is lost
+    (a sum-to-one softmax cannot hold it); zero or negative weights raise :class:`MergeError`."""
     seed: int = 0
     """Seed for ``init: normal``."""
     skill_names: list[str] | None = None
@@ -118,8 +126,57 @@ def group_labels(modules: list[str], granularity: str) -> tuple[list[str], list[
     return [f"layer {i}" for i in order], [order.index(i) for i in layers]
 
 
-def init_raw(n_groups: int, k: int, parameterisation: str, init: str, seed: int) -> torch.Tensor:
-    """Initial raw weights so that alpha = 1/k (``equal``) or raw ~ N(0, 1) (``normal``)."""
+def weights_raw(
+    weights: list[float] | torch.Tensor | None,
+    k: int,
+    parameterisation: str,
+    names: list[str] | None = None,
+) -> torch.Tensor:
+    """The (k,) raw weights whose alpha (after ``parameterisation``) is ``weights`` (``init: weights``).
+
+    Raises :class:`MergeError` when there are not k finite weights, or when the parameterisation
+    cannot start from them at all (softmax and a weight <= 0). Softmax keeps only the proportions
+    w / sum(w); clamp applies clip(w, 0, 1) (a warning says so when a weight is outside [0, 1]).
+    """
+    listing = f" ({names})" if names else ""
+    if weights is None:
+        raise MergeError("init 'weights' needs init_weights: one starting weight per adapter" + listing)
+    w = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+    if w.numel() != k:
+        raise MergeError(f"init_weights has {w.numel()} values but there are {k} adapters{listing}")
+    if not torch.isfinite(w).all():
+        raise MergeError(f"init_weights contains NaN or Inf: {w.tolist()}")
+    if parameterisation == "softmax":
+        if (w <= 0).any():
+            raise MergeError(
+                f"init_weights {w.tolist()}: parameterisation 'softmax' gives positive alphas summing to 1 and "
+                f"cannot represent zero or negative weights; use parameterisation: free to start from them"
+            )
+        return w.log()  # softmax(log w) = w / sum(w)
+    if parameterisation == "clamp" and ((w < 0) | (w > 1)).any():
+        warnings.warn(
+            f"init_weights {w.tolist()}: parameterisation 'clamp' applies alpha = clip(w, 0, 1), so the soup "
+            f"starts from {w.clamp(0, 1).tolist()}; use parameterisation: free to start from the weights as given",
+            stacklevel=3,
+        )
+    return w
+
+
+def init_raw(
+    n_groups: int,
+    k: int,
+    parameterisation: str,
+    init: str,
+    seed: int,
+    weights: list[float] | torch.Tensor | None = None,
+    names: list[str] | None = None,
+) -> torch.Tensor:
+    """Initial raw weights so that alpha = 1/k (``equal``), raw ~ N(0, 1) (``normal``), or alpha =
+    ``weights`` in every group as far as the parameterisation allows (``weights``, see :func:`weights_raw`)."""
+    if init == "weights":
+        return weights_raw(weights, k, parameterisation, names).expand(n_groups, k).clone()
+    if weights is not None:
+        raise MergeError(f"init_weights is only used with init 'weights', not with init '{init}'")
     if init == "normal":
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(n_groups, k, generator=gen)
@@ -136,15 +193,18 @@ def build_cat_soup(
     raw: torch.Tensor | None,
     init: str = "equal",
     seed: int = 0,
+    init_weights: list[float] | None = None,
 ):
-    """The CAT soup (learned or static): rank-sum adapter with B reparametrised by alpha."""
+    """The CAT soup (learned or static): rank-sum adapter with B reparametrised by alpha.
+
+    ``raw`` given: the raw weights as they are; else from ``init`` (see :func:`init_raw`)."""
     modules = skills[0].modules
     ranks = {m: sum(s.rank(m) for s in skills) for m in modules}
     peft_model, layers = new_soup_adapter(base_model, skills, ranks)
     groups, group_of = group_labels(modules, granularity)
     k = len(skills)
     if raw is None:
-        raw = init_raw(len(groups), k, parameterisation, init, seed)
+        raw = init_raw(len(groups), k, parameterisation, init, seed, init_weights)
     device = layers[modules[0]].lora_B[ADAPTER].weight.device
     alphas = CatAlphas(groups, k, parameterisation, raw).to(device)
     # Registered on the PeftModel so .to(), .parameters() and optimisers see it exactly once.
@@ -162,9 +222,19 @@ def build_cat_soup(
 
 
 def build_learned(base_model: nn.Module, skills: list[SkillAdapter], params: CatParams):
-    model, alphas = build_cat_soup(
-        base_model, skills, params.granularity, params.parameterisation, None, params.init, params.seed
+    # The initial raw weights are made (and init_weights validated) before the base model is
+    # wrapped, so a bad value leaves no half-built soup on it.
+    if params.init_weights is not None and params.init != "weights":
+        raise MergeError(
+            f"init_weights is only used with init 'weights', not with init '{params.init}'; "
+            f"set init: weights to start from them"
+        )
+    groups, _ = group_labels(skills[0].modules, params.granularity)
+    raw = init_raw(
+        len(groups), len(skills), params.parameterisation, params.init, params.seed, params.init_weights,
+        names=[s.name for s in skills],
     )
+    model, alphas = build_cat_soup(base_model, skills, params.granularity, params.parameterisation, raw)
     state = SoupState("cat", {}, skills, skills[0].modules, trainable={"lorasoup_alphas.weight": alphas.weight})
     state.extra["alphas"] = alphas
     return model, state

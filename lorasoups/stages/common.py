@@ -64,15 +64,18 @@ def trained(profile: str, setting: str, seed: int) -> dict[str, dict[str, Any]]:
 
 
 def skill_adapters(profile: str, setting: str, seed: int) -> list[str]:
-    """The setting's two skill LoRAs (stage 02 must have run)."""
+    """The setting's k skill LoRAs, ``skill1`` .. ``skill<k>`` in order (stage 02 must have run)."""
+    from lorasoups.data import get_setting
+
+    labels = get_setting(setting).labels
     found = trained(profile, setting, seed)
-    missing = [label for label in ("skill1", "skill2") if label not in found]
+    missing = [label for label in labels if label not in found]
     if missing:
         raise ConfigError(
             f"setting {setting}, seed {seed}: no trained {', '.join(missing)} in "
             f"{paths.results_dir(profile) / 'train' / setting}; run stage train_skills first"
         )
-    return [found["skill1"]["location"], found["skill2"]["location"]]
+    return [found[label]["location"] for label in labels]
 
 
 def identities(**named: Any) -> dict[str, Any]:

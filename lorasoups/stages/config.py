@@ -19,12 +19,20 @@ class ExperimentConfig:
     """DATA-MIX variants: ``concat`` (one LoRA of rank k*r), ``sequential`` (corpus settings only)."""
     merges: list[str] = field(default_factory=lambda: ["cat_static", "linear", "ties", "dare"])
     """Static merges built from the skill LoRAs (``lorasoups.merging.METHODS``)."""
-    static_alpha: float = 0.5
-    """alpha of ``cat_static`` (the paper's ablation: 0.5)."""
-    merge_alphas: list[float] = field(default_factory=lambda: [1.0, 1.0])
-    """Per-skill weights of linear / TIES / DARE when no sweep result exists."""
+    static_alpha: float | None = 0.5
+    """alpha of every skill in ``cat_static`` (the paper's ablation: 0.5); None: 1/k, the learned
+    CAT's starting point, which is 0.5 for two skills and keeps the weights summing to 1 for k > 2."""
+    merge_alphas: list[float] | None = None
+    """Per-skill weights of linear / TIES / DARE when no sweep result exists (None: 1.0 per skill;
+    a list must have one weight per skill of every setting run)."""
     merge_density: float = 0.5
     """Density (lambda) of TIES / DARE when no sweep result exists."""
+    cat_from_lorahub: bool = False
+    """Stage 07 also learns CAT starting from LoraHub's weights (label ``cat_lorahub``, free alphas;
+    issue 9's bonus question: does a good start help learned CAT?)."""
+    cat_svd_rank: int | None = None
+    """Stage 05 also writes learned CAT's fold (rank sum of the skills' ranks) compressed by truncated
+    SVD to this rank (label ``cat_svd``), with the share of the update it keeps (None: not built)."""
 
 
 @dataclass

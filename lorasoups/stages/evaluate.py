@@ -84,13 +84,13 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                 with torch.no_grad():
                     metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
                                              generation=gen, progress=False)
-                if judge is not None and task == "qa" and setting == "qabot":
+                if judge is not None and task == "qa" and get_entry(target).setting == "qabot":
                     metrics.update(_judge_qa(judge, ds, rows, cfg))
                 answers[target][label] = [r["generation"] for r in rows]
                 save_evaluation(
                     eval_result_path(profile, setting, label, target, seed),
                     config={"run": {"setting": setting, "label": label, "target": target, "task": task,
-                                    "seed": seed, "skills": [s.skill1, s.skill2], "source": data.source},
+                                    "seed": seed, "skills": list(s.skills), "source": data.source},
                             "generation": gen},
                     metrics=metrics, examples=rows,
                     model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
@@ -98,8 +98,8 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                 )
                 summary.setdefault(label, {})[target] = metrics
             del net
-        if setting == "reading_comprehension" and (judge is not None or cfg.elo_without_judge != "none"):
-            for target in s.targets:
+        if judge is not None or cfg.elo_without_judge != "none":
+            for target in [t for t in s.targets if get_entry(t).setting == "reading_comprehension"]:
                 _elo(judge, sets["targets"][target], answers[target], cfg, profile, setting, target, seed)
     return summary
 

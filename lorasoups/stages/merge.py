@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from lorasoups import paths
+from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, get_entry, get_setting, identity, load
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
-from lorasoups.results import fingerprint
+from lorasoups.results import file_sha256, fingerprint
 from lorasoups.stages.common import skill_adapters, write_train_result
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
@@ -31,11 +32,15 @@ class _Exported:
     summary: dict[str, Any]
 
 
-def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int) -> dict[str, Any]:
-    """Hyper-parameters of a static merge (the sweep stage, when run, overrides them)."""
+def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting: str = "") -> dict[str, Any]:
+    """Hyper-parameters of a static merge of ``k`` skills (the sweep stage, when run, overrides them)."""
     if method == "cat_static":
-        return {"alphas": [exp.static_alpha] * k}
-    params: dict[str, Any] = {"alphas": list(exp.merge_alphas)}
+        return {"alphas": [exp.static_alpha if exp.static_alpha is not None else 1.0 / k] * k}
+    alphas = list(exp.merge_alphas) if exp.merge_alphas is not None else [1.0] * k
+    if len(alphas) != k:
+        raise ConfigError(f"experiment.merge_alphas has {len(alphas)} weights but setting '{setting}' composes "
+                          f"{k} skills; give {k} weights or null (1.0 each)")
+    params: dict[str, Any] = {"alphas": alphas}
     if method in ("ties", "dare", "dare_ties", "magnitude_prune"):
         params["density"] = exp.merge_density
     if method.startswith("dare"):
@@ -117,7 +122,7 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
     for method in exp.merges:
         over = (overrides or {}).get(method)
         swept = over if over and "params" in over else None
-        params = (swept["params"] if swept else over) or merge_params(method, exp, len(adapters), seed)
+        params = (swept["params"] if swept else over) or merge_params(method, exp, len(adapters), seed, setting)
         key = fingerprint({"method": method, "params": params, "adapters": adapters, "base": model})
         out = paths.runs_dir() / "merges" / f"{setting}-{method}-{key}"
         reused = (out / "adapter_model.safetensors").is_file()
@@ -131,3 +136,38 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
                             **({"sweep": swept} if swept else {})}, model)
         done[method] = params
     return done
+
+
+def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, profile: str) -> dict[str, Any]:
+    """Learned CAT's fold (rank sum_k r_k) compressed by truncated SVD to ``exp.cat_svd_rank``
+    (label ``cat_svd``; issue 9 bonus: what does a rank-r export of the soup cost?). Returns the
+    overall relative Frobenius error and the share of sum(sigma^2) kept; {} unless asked for."""
+    import json
+
+    from lorasoups.merging import compress_adapter
+    from lorasoups.merging.compress import REPORT
+    from lorasoups.stages.common import trained
+
+    rank = exp.cat_svd_rank
+    if rank is None:
+        return {}
+    cat = trained(profile, setting, seed).get("cat")
+    if cat is None:
+        raise ConfigError(f"setting {setting}, seed {seed}: experiment.cat_svd_rank compresses learned CAT, "
+                          f"but no train/{setting}/cat--s{seed}.json exists; run stage learn_cat first")
+    source = cat["location"]
+    key = fingerprint({"method": "cat_svd", "rank": rank, "source": source,
+                       "source_sha256": file_sha256(Path(source) / "adapter_model.safetensors"), "base": model})
+    out = paths.runs_dir() / "merges" / f"{setting}-cat_svd-{key}"
+    reused = (out / REPORT).is_file()
+    if reused:
+        report = json.loads((out / REPORT).read_text())
+    else:
+        base, _ = load_base(model, device="cpu", dtype="float32")
+        report = compress_adapter(base, source, out, rank)
+    numbers = {k: report[k] for k in ("rank_before", "rank_after", "rel_error", "energy_kept")}
+    print(f"[{setting}] cat_svd: rank {numbers['rank_before']} -> {rank}, energy kept "
+          f"{numbers['energy_kept']:.4f} ({'reused' if reused else 'exported'} {out.name})", flush=True)
+    write_train_result(profile, setting, "cat_svd", seed, _Exported(out, out, reused, {}),
+                       {"method": "cat_svd", "rank": rank, "source": source}, model, metrics=numbers)
+    return numbers

@@ -8,6 +8,7 @@ from typing import Any
 
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, load
 from lorasoups.stages.common import data_for, identities, skill_adapters, write_train_result
+from lorasoups.stages.config import ExperimentConfig
 from lorasoups.training import (
     LoraHubConfig,
     SftConfig,
@@ -31,9 +32,11 @@ def train_skills(model: str, setting: str, seed: int, data: DataConfig, sft: Sft
     sets = data_for(setting, data, profile)
     cfg = dataclasses.replace(sft, seed=seed)
     out = {}
-    for label, name in (("skill1", s.skill1), ("skill2", s.skill2)):
+    for label, name in zip(s.labels, s.skills, strict=True):
         _progress(f"[{setting}] {label}: {name}")
-        run = train_sft(model, sets["skills"][name], cfg, name=f"{setting}-{label}-{name}")
+        # Named by the dataset, not the setting: a skill LoRA is the same run wherever it is composed
+        # (math_code and math_code_k3 share metamathqa's), and the key still covers config and data.
+        run = train_sft(model, sets["skills"][name], cfg, name=f"skill-{name}")
         write_train_result(profile, setting, label, seed, run, cfg, model,
                            identities(**{name: sets["skills"][name]}))
         out[label] = run.summary.get("train_loss")
@@ -46,19 +49,20 @@ def _is_corpus(name: str) -> bool:
 
 def train_datamix(model: str, setting: str, seed: int, data: DataConfig, sft: SftConfig, profile: str,
                   variants: list[str]) -> dict:
-    """DATA-MIX: (a) ``concat``, one LoRA of rank k*r on both skills' data; (b) ``sequential``,
-    corpus LoRA merged into the base, then one epoch on the instruction data (corpus settings)."""
+    """DATA-MIX: (a) ``concat``, one LoRA of rank k*r on every skill's data; (b) ``sequential``,
+    corpus LoRA merged into the base, then one epoch on the instruction data (two-skill settings
+    whose first skill is a corpus: the paper's continual-training baseline)."""
     s = get_setting(setting)
     sets = data_for(setting, data, profile)
     cfg = dataclasses.replace(sft, seed=seed)
-    skills = {s.skill1: sets["skills"][s.skill1], s.skill2: sets["skills"][s.skill2]}
+    skills = {name: sets["skills"][name] for name in s.skills}
     out = {}
     if "concat" in variants:
         _progress(f"[{setting}] datamix (concat)")
         run = train_datamix_concat(model, skills, cfg, name=f"{setting}-datamix", seed=seed)
         write_train_result(profile, setting, "datamix", seed, run, cfg, model, identities(**skills))
         out["datamix"] = run.summary.get("train_loss")
-    if "sequential" in variants and _is_corpus(s.skill1):
+    if "sequential" in variants and _is_corpus(s.skill1) and s.k == 2:
         _progress(f"[{setting}] datamix (sequential)")
         run = train_datamix_sequential(model, skills[s.skill1], skills[s.skill2], cfg,
                                        dataclasses.replace(cfg, num_train_epochs=1.0),
@@ -122,3 +126,38 @@ def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: L
     extra = {"weights": json.loads(weights.read_text()).get("weights")} if weights.is_file() else {}
     write_train_result(profile, setting, "lorahub", seed, run, cfg, model, identities(examples=examples), extra)
     return extra
+
+
+def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
+                           exp: ExperimentConfig, profile: str) -> dict:
+    """Learned CAT whose alpha starts at LoraHub's weights (label ``cat_lorahub``; issue 9 bonus).
+
+    LoraHub searches one global weight per skill, possibly negative, which a softmax cannot start
+    from, so this soup learns free alphas (``parameterisation: free``) at the configured granularity,
+    every group starting at LoraHub's solution; the rest of the recipe is ``cfg`` (the ``cat:``
+    section). Needs stage 07's LoraHub result of the same seed. A no-op unless
+    ``experiment.cat_from_lorahub``."""
+    if not exp.cat_from_lorahub:
+        return {}
+    from lorasoups.stages.common import trained
+
+    rec = trained(profile, setting, seed).get("lorahub")
+    weights = ((rec or {}).get("metrics") or {}).get("weights")
+    if not isinstance(weights, dict) or len(weights) != get_setting(setting).k:
+        raise DataError(f"setting {setting}, seed {seed}: learned CAT from LoraHub needs LoraHub's weights "
+                        f"(one per skill) in results train/{setting}/lorahub--s{seed}.json; run search_lorahub first")
+    init = [float(w) for w in weights.values()]
+    soup = {**cfg.soup, "parameterisation": "free", "init": "weights", "init_weights": init}
+    cfg = dataclasses.replace(cfg, soup=soup, seed=seed)
+    sets = data_for(setting, data, profile)
+    adapters = skill_adapters(profile, setting, seed)
+    _progress(f"[{setting}] cat_lorahub: alpha starts at LoraHub's {[round(w, 3) for w in init]}")
+    run = train_cat(model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
+                    name=f"{setting}-cat_lorahub")
+    extra: dict[str, Any] = {"init_weights": init}
+    alphas = Path(run.run_dir) / "alphas.json"
+    if alphas.is_file():
+        extra["alphas"] = json.loads(alphas.read_text())
+    write_train_result(profile, setting, "cat_lorahub", seed, run, cfg, model,
+                       identities(cat_mixture=sets["cat_mixture"]), extra)
+    return {k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best")}

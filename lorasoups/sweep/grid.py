@@ -1,6 +1,7 @@
 """The hyper-parameter grid of the static merges (the paper's TIES/DARE sweep, §4):
 λ (density, the fraction of each LoRA factor kept) in [0, 1] and one weight α_k per skill in
-[1, 2], both in steps of 0.2: 6 x 6 x 6 = 216 points for two skills.
+[1, 2], both in steps of 0.2: 6 x 6 x 6 = 216 points for two skills. Above two skills the
+weights are shared by default (one α axis: 36 points), since a per-skill grid grows as 6^k.
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class GridConfig:
     """λ axis: fraction of entries kept; default ``[0.0, 1.0, 0.2]`` (the paper)."""
     alpha: list[float] | None = None
     """Weight axis of every skill; default ``[1.0, 2.0, 0.2]`` (the paper)."""
+    shared_alpha: bool | None = None
+    """One weight for every skill instead of one axis per skill. None: per skill up to k = 2 (the
+    paper's grid), shared above (per skill, the paper's grid would grow to 6 x 6^k points: 1,296
+    at k = 3, 7,776 at k = 4)."""
 
 
 def axis(spec: list[float], name: str) -> list[float]:
@@ -48,9 +53,11 @@ def points(method: str, k: int, grid: GridConfig | None = None) -> list[dict[str
         raise ValueError(f"sweep grid: density values must lie in [0, 1], got {dens}")
     if any(a < 0 for a in alphas):
         raise ValueError(f"sweep grid: alphas must be >= 0 (each weights both LoRA factors), got {alphas}")
+    shared = g.shared_alpha if g.shared_alpha is not None else k > 2
+    combos = [(a,) * k for a in alphas] if shared else list(itertools.product(alphas, repeat=k))
     out = []
     for d in (dens if method in DENSITY_METHODS else [None]):
-        for combo in itertools.product(alphas, repeat=k):
+        for combo in combos:
             out.append({"density": d, "alphas": list(combo)})
     return out
 
