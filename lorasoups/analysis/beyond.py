@@ -155,14 +155,14 @@ def alpha_figure(spec, alphas: dict[str, dict[str, dict[str, list[list[float]]]]
     fig = Figure(figsize=(3.6 * k + 1.0, 2.8 * len(panels) + 0.8))
     axes = fig.subplots(len(panels), k, squeeze=False)
     for row, panel in enumerate(panels):
-        for variant, by in alphas.items():
+        for i, (variant, by) in enumerate(alphas.items()):
             for col, pts in enumerate((by.get(panel) or {}).values()):
-                ax = axes[row][col]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3, label=variant)
+                ax = axes[row][col]  # one colour per variant in every panel, whichever skills it has
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3, label=variant, color=f"C{i % 10}")
                 ax.set_title(f"{panel} · skill {col + 1}", fontsize=8)
                 ax.set_xlabel("layer", fontsize=8)
                 ax.set_ylabel("alpha (mean over modules)", fontsize=7)
-        axes[row][0].legend(fontsize=6, loc="best")
+        axes[row][0].legend(fontsize=6, loc="best")  # skill 1 exists in every variant: the full legend
     fig.suptitle(f"{spec.title}: learned CAT alpha by layer\nprofile {profile} · mean over the layer's modules "
                  f"and over seeds", fontsize=9)
     fig.tight_layout()
