@@ -174,3 +174,22 @@ def test_layer_alphas_average_modules_and_seeds_by_hand(monkeypatch, tmp_path):
     spec = beyond.load_spec("granularity")
     fig = alpha_figure(spec, {"module-softmax": {"math_code": got}}, "smoke")
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "math_code · skill 1"
+
+
+def test_compression_numbers_average_the_seeds(monkeypatch, tmp_path):
+    import json
+
+    from lorasoups.analysis.beyond import compression
+
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path))
+    ns = "beyond/cat_extensions/svd8"
+    for seed, kept in ((0, 0.8), (1, 0.9)):
+        with paths.in_namespace(ns):
+            f = paths.results_dir("smoke") / "train" / "math_code" / f"cat_svd--s{seed}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"metrics": {"rank_before": 16, "rank_after": 8, "energy_kept": kept,
+                                             "rel_error": (1 - kept) ** 0.5}, "model": {"base": "m"}}))
+    got = compression("smoke", ns, "math_code", None)
+    assert got["rank_after"] == 8 and got["energy_kept"]["mean"] == pytest.approx(0.85)
+    assert got["energy_kept"]["n"] == 2 and got["rel_error"]["mean"] == pytest.approx((0.2 ** 0.5 + 0.1 ** 0.5) / 2)
+    assert compression("smoke", "beyond/cat_extensions/svd4", "math_code", None) == {}

@@ -148,6 +148,19 @@ def layer_alphas(profile: str, ns: str, setting: str, seeds: list[int] | None) -
     return {sk: [[layer, float(np.mean(v))] for layer, v in sorted(layers.items())] for sk, layers in by.items()}
 
 
+def compression(profile: str, ns: str, setting: str, seeds: list[int] | None) -> dict[str, Any]:
+    """What the SVD export of learned CAT kept, over seeds: ``{"rank_before", "rank_after",
+    "energy_kept": mean_ci, "rel_error": mean_ci}`` ({} when no ``cat_svd`` run is recorded)."""
+    with paths.in_namespace(ns):
+        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
+        recs = [load.train_record(f) for f in (load.train_path(profile, setting, "cat_svd", s) for s in s_seeds)
+                if f.is_file()]
+    if not recs:
+        return {}
+    return {"rank_before": recs[0]["metrics"].get("rank_before"), "rank_after": recs[0]["metrics"].get("rank_after"),
+            **{k: mean_ci([float(r["metrics"][k]) for r in recs]) for k in ("energy_kept", "rel_error")}}
+
+
 def alpha_figure(spec, alphas: dict[str, dict[str, dict[str, list[list[float]]]]], profile: str) -> Figure:
     """Learned alpha by layer: one row per panel, one column per skill (in order), one line per variant."""
     panels = list(dict.fromkeys(p for by in alphas.values() for p in by))  # the spec's column order
@@ -197,6 +210,10 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     alphas = {v: {p: a for p, st in variant_settings(spec, v, settings).items()
                   if (a := layer_alphas(profile, namespace(name, v), st, seeds))} for v in scores}
     alphas = {v: by for v, by in alphas.items() if by}
+    for v in scores:  # the bonus: what the rank-r SVD export of learned CAT keeps of its update
+        for panel, st in variant_settings(spec, v, settings).items():
+            if panel in out.numbers.get(v, {}) and (c := compression(profile, namespace(name, v), st, seeds)):
+                out.numbers[v][panel]["cat_svd_compression"] = c
     if alphas:  # issue 9, question 2: the learned alpha by layer, per variant
         out.files += save_figure(alpha_figure(spec, alphas, profile), f"{out.name}_alphas", profile)
         for v, by in alphas.items():
