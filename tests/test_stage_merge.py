@@ -194,7 +194,7 @@ def test_compress_cat_writes_the_svd_of_learned_cats_fold(stage_env, tiny):
 
 def test_cat_from_lorahub_starts_at_lorahubs_weights(stage_env):
     """With a zero learning rate the learned alphas stay where they started: LoraHub's weights."""
-    from lorasoups.data import DataError
+    from lorasoups.config import ConfigError
     from lorasoups.stages import train
     from lorasoups.stages.common import trained
     from lorasoups.training import SoupTrainConfig
@@ -205,7 +205,7 @@ def test_cat_from_lorahub_starts_at_lorahubs_weights(stage_env):
     on = ExperimentConfig(settings=["math_code"], cat_from_lorahub=True)
     assert train.learn_cat_from_lorahub("tiny-random-llama", "math_code", 0, data, cfg, ExperimentConfig(),
                                         "smoke") == {}
-    with pytest.raises(DataError, match="run search_lorahub first"):
+    with pytest.raises(ConfigError, match="run search_lorahub first"):
         train.learn_cat_from_lorahub("tiny-random-llama", "math_code", 0, data, cfg, on, "smoke")
     hub = stage_env / "skills" / "skill1"  # any existing folder: only the weights are read
     write_train_result("smoke", "math_code", "lorahub", 0, _Run(hub, hub), {}, "tiny-random-llama",

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, load
 from lorasoups.stages.common import data_for, identities, skill_adapters, write_train_result
 from lorasoups.stages.config import ExperimentConfig
@@ -144,7 +145,7 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
     rec = trained(profile, setting, seed).get("lorahub")
     weights = ((rec or {}).get("metrics") or {}).get("weights")
     if not isinstance(weights, dict) or len(weights) != get_setting(setting).k:
-        raise DataError(f"setting {setting}, seed {seed}: learned CAT from LoraHub needs LoraHub's weights "
+        raise ConfigError(f"setting {setting}, seed {seed}: learned CAT from LoraHub needs LoraHub's weights "
                         f"(one per skill) in results train/{setting}/lorahub--s{seed}.json; run search_lorahub first")
     init = [float(w) for w in weights.values()]
     soup = {**cfg.soup, "parameterisation": "free", "init": "weights", "init_weights": init}
