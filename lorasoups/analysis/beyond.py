@@ -6,8 +6,9 @@ unseen formats, the QA judge's accuracy when every result has it, else token F1)
 t-CI over seeds. The numbers also hold, per variant and setting, learned minus static CAT, learned
 CAT minus DATA-MIX and CAT's super-linearity (its gain over the base model minus the sum of the k
 skills' gains), all paired by seed. An experiment whose variants run different settings (k = 2, 3,
-4 skills) names panels in its spec; each panel then shows one family across the variants. ``results/<profile>/beyond/<name>/summary.json`` keeps them; the figure is
-``beyond_<name>`` in ``figures_dir(profile)``.
+4 skills) names panels in its spec; each panel then shows one family across the variants.
+``results/<profile>/beyond/<name>/summary.json`` keeps them; the figure is ``beyond_<name>`` in
+``figures_dir(profile)``.
 """
 from __future__ import annotations
 
@@ -26,14 +27,14 @@ from lorasoups.analysis.save import save_figure
 from lorasoups.analysis.stats import mean_ci, seeds_text
 
 
-def variant_scores(profile: str, variant: str, ns: str, settings: dict[str, str] | list[str], labels: list[str],
+def variant_scores(profile: str, variant: str, ns: str, panels: dict[str, str], labels: list[str],
                    seeds: list[int] | None) -> dict[str, Any]:
     """``{panel: {"setting", "k", "metric", "per_seed": {label: {seed: value}}}}`` of one variant's
-    namespace. ``settings``: panel -> the setting the variant ran for it (a list: each its own
-    panel). Targets of a setting are averaged per seed; a label needs every target for a seed."""
+    namespace. ``panels``: panel -> the setting the variant ran for it
+    (:func:`lorasoups.beyond.variant_settings`). Targets of a setting are averaged per seed; a
+    label needs every target for a seed."""
     from lorasoups.data import get_setting
 
-    panels = settings if isinstance(settings, dict) else {s: s for s in settings}
     out: dict[str, Any] = {}
     with paths.in_namespace(ns):
         for panel, setting in panels.items():
@@ -73,7 +74,8 @@ CONTRASTS = (("cat_minus_static", "cat", "cat_static"), ("cat_minus_datamix", "c
 
 def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Mean [CI] per variant / panel / label, paired differences (learned - static CAT, learned CAT -
-    DATA-MIX, LoraHub-started and SVD-compressed CAT - learned CAT) and CAT's super-linearity over the setting's k skills, all paired by seed."""
+    DATA-MIX, LoraHub-started and SVD-compressed CAT - learned CAT) and CAT's super-linearity over
+    the setting's k skills, all paired by seed."""
     from lorasoups.data import get_setting
 
     out: dict[str, Any] = {}
@@ -130,19 +132,24 @@ def figure(spec, summary: dict[str, Any], profile: str, settings: list[str], lab
     return fig
 
 
+def _train_records(profile: str, ns: str, setting: str, label: str, seeds: list[int] | None) -> list[dict[str, Any]]:
+    """The train records of ``label`` in one variant's namespace, for the seeds that have one."""
+    with paths.in_namespace(ns):
+        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
+        files = [load.train_path(profile, setting, label, s) for s in s_seeds]
+        return [load.train_record(f) for f in files if f.is_file()]
+
+
 def layer_alphas(profile: str, ns: str, setting: str, seeds: list[int] | None) -> dict[str, list[list[float]]]:
     """Learned CAT's alpha per layer in one variant's namespace: ``{skill: [[layer, alpha], ...]}``,
     alpha averaged over the layer's modules and over seeds ({} when no learned CAT run is recorded)."""
     from lorasoups.analysis.ablations import mean_alphas
 
-    with paths.in_namespace(ns):
-        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
-        files = [f for f in (load.train_path(profile, setting, "cat", s) for s in s_seeds) if f.is_file()]
-        if not files:
-            return {}
-        table = mean_alphas([load.alpha_rows(load.train_record(f)) for f in files])
+    recs = _train_records(profile, ns, setting, "cat", seeds)
+    if not recs:
+        return {}
     by: dict[str, dict[int, list[float]]] = {}
-    for r in table:
+    for r in mean_alphas([load.alpha_rows(rec) for rec in recs]):
         if r["layer"] is not None:
             by.setdefault(str(r["skill"]), {}).setdefault(int(r["layer"]), []).append(float(r["alpha"]))
     return {sk: [[layer, float(np.mean(v))] for layer, v in sorted(layers.items())] for sk, layers in by.items()}
@@ -151,10 +158,7 @@ def layer_alphas(profile: str, ns: str, setting: str, seeds: list[int] | None) -
 def compression(profile: str, ns: str, setting: str, seeds: list[int] | None) -> dict[str, Any]:
     """What the SVD export of learned CAT kept, over seeds: ``{"rank_before", "rank_after",
     "energy_kept": mean_ci, "rel_error": mean_ci}`` ({} when no ``cat_svd`` run is recorded)."""
-    with paths.in_namespace(ns):
-        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
-        recs = [load.train_record(f) for f in (load.train_path(profile, setting, "cat_svd", s) for s in s_seeds)
-                if f.is_file()]
+    recs = _train_records(profile, ns, setting, "cat_svd", seeds)
     if not recs:
         return {}
     return {"rank_before": recs[0]["metrics"].get("rank_before"), "rank_after": recs[0]["metrics"].get("rank_after"),
@@ -194,8 +198,8 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     if not found:
         out.missing = [paths.results_dir(profile) / "beyond" / name / v for v in spec.variants]
         return out
-    scores = {v: variant_scores(profile, v, namespace(name, v), variant_settings(spec, v, settings), spec.labels,
-                                seeds) for v in found}
+    panels = {v: variant_settings(spec, v, settings) for v in found}  # panel -> setting, per variant
+    scores = {v: variant_scores(profile, v, namespace(name, v), panels[v], spec.labels, seeds) for v in found}
     scores = {v: s for v, s in scores.items() if s}
     if not scores:
         out.notes.append("variant folders exist but hold no evaluation results yet")
@@ -207,18 +211,17 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     drawn = [s for s in settings if any(s in out.numbers[v] for v in out.numbers)]
     out.files = save_figure(figure(spec, out.numbers, profile, drawn, spec.figure_labels or spec.labels),
                             out.name, profile)
-    alphas = {v: {p: a for p, st in variant_settings(spec, v, settings).items()
-                  if (a := layer_alphas(profile, namespace(name, v), st, seeds))} for v in scores}
-    alphas = {v: by for v, by in alphas.items() if by}
-    for v in scores:  # the bonus: what the rank-r SVD export of learned CAT keeps of its update
-        for panel, st in variant_settings(spec, v, settings).items():
-            if panel in out.numbers.get(v, {}) and (c := compression(profile, namespace(name, v), st, seeds)):
-                out.numbers[v][panel]["cat_svd_compression"] = c
-    if alphas:  # issue 9, question 2: the learned alpha by layer, per variant
-        out.files += save_figure(alpha_figure(spec, alphas, profile), f"{out.name}_alphas", profile)
-        for v, by in alphas.items():
-            for panel, a in by.items():
+    alphas: dict[str, dict[str, Any]] = {}
+    for v in scores:
+        for panel, st in panels[v].items():
+            ns = namespace(name, v)
+            if a := layer_alphas(profile, ns, st, seeds):  # issue 9, question 2: alpha by layer
+                alphas.setdefault(v, {})[panel] = a
                 out.numbers.setdefault(v, {}).setdefault(panel, {})["cat_alpha_by_layer"] = a
+            if panel in out.numbers.get(v, {}) and (c := compression(profile, ns, st, seeds)):
+                out.numbers[v][panel]["cat_svd_compression"] = c  # the bonus: what the SVD export keeps
+    if alphas:
+        out.files += save_figure(alpha_figure(spec, alphas, profile), f"{out.name}_alphas", profile)
     result = paths.results_dir(profile) / "beyond" / name / "summary.json"
     result.write_text(json.dumps({"experiment": name, "title": spec.title, "question": spec.question,
                                   "axis": spec.axis, "profile": profile, "variants": out.numbers},

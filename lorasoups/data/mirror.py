@@ -227,13 +227,13 @@ def read_counting_rerendered(entry: Entry, files: list[Path]) -> Pools:
     re-render to itself in format 1 is an error, so nothing is silently mis-parsed."""
     (pool,) = read_counting(dataclasses.replace(entry, extra={"format": 1}), files).values()
     fmt, label = count_format(entry.extra["format"])
-    rows = _nonempty(read_records(files[0]), files[0])
     recs = []
-    for row, rec in zip(rows, pool, strict=True):
+    for rec in pool:
         m = _FORMAT1_QUESTION.search(rec["instruction"])
         if not m or render_count_prompt(m["sentence"], m["letter"], PAPER_FORMATS[1]) != rec["instruction"]:
-            raise DataError(f"{row.where()}: field 'instruction' is not task 161 in the paper's format 1, so it "
-                            f"cannot be re-rendered in format {entry.extra['format']}: {rec['instruction'][:80]!r}")
+            raise DataError(f"{files[0]}: record {rec['id']}: field 'instruction' is not task 161 in the paper's "
+                            f"format 1, so it cannot be re-rendered in format {entry.extra['format']}: "
+                            f"{rec['instruction'][:80]!r}")
         inst = render_count_prompt(m["sentence"], m["letter"], fmt)
         recs.append({**rec, "instruction": inst, "prompt": F.alpaca_prompt(inst), "format": label})
     return {"train": recs}

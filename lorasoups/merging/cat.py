@@ -176,7 +176,8 @@ def init_raw(
     if init == "weights":
         return weights_raw(weights, k, parameterisation, names).expand(n_groups, k).clone()
     if weights is not None:
-        raise MergeError(f"init_weights is only used with init 'weights', not with init '{init}'")
+        raise MergeError(f"init_weights is only used with init 'weights', not with init '{init}'; "
+                         f"set init: weights to start from them")
     if init == "normal":
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(n_groups, k, generator=gen)
@@ -224,11 +225,6 @@ def build_cat_soup(
 def build_learned(base_model: nn.Module, skills: list[SkillAdapter], params: CatParams):
     # The initial raw weights are made (and init_weights validated) before the base model is
     # wrapped, so a bad value leaves no half-built soup on it.
-    if params.init_weights is not None and params.init != "weights":
-        raise MergeError(
-            f"init_weights is only used with init 'weights', not with init '{params.init}'; "
-            f"set init: weights to start from them"
-        )
     groups, _ = group_labels(skills[0].modules, params.granularity)
     raw = init_raw(
         len(groups), len(skills), params.parameterisation, params.init, params.seed, params.init_weights,

@@ -7,6 +7,7 @@ best point becomes the merge's parameters; a method not swept keeps ``experiment
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from lorasoups.data import DataConfig, DataError, get_entry, get_setting, identi
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import file_sha256, fingerprint
-from lorasoups.stages.common import skill_adapters, write_train_result
+from lorasoups.stages.common import skill_adapters, trained, write_train_result
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
 
@@ -142,11 +143,8 @@ def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, pro
     """Learned CAT's fold (rank sum_k r_k) compressed by truncated SVD to ``exp.cat_svd_rank``
     (label ``cat_svd``; issue 9 bonus: what does a rank-r export of the soup cost?). Returns the
     overall relative Frobenius error and the share of sum(sigma^2) kept; {} unless asked for."""
-    import json
-
     from lorasoups.merging import compress_adapter
     from lorasoups.merging.compress import REPORT
-    from lorasoups.stages.common import trained
 
     rank = exp.cat_svd_rank
     if rank is None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, load
-from lorasoups.stages.common import data_for, identities, skill_adapters, write_train_result
+from lorasoups.stages.common import data_for, identities, skill_adapters, trained, write_train_result
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.training import (
     LoraHubConfig,
@@ -82,21 +82,23 @@ def _validation_mixture(sets: dict[str, Any], data: DataConfig, seed: int):
 
 
 def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
-               profile: str) -> dict:
+               profile: str, label: str | None = None, extra: dict[str, Any] | None = None) -> dict:
     """Learned CAT (``cat``: only the alphas train) or MoE (``moe``: only the routers) on the
-    CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss."""
+    CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss.
+    ``label``: the result label (default: ``method``); ``extra``: more metrics to record."""
+    label = label or method
     sets = data_for(setting, data, profile)
     adapters = skill_adapters(profile, setting, seed)
     cfg = dataclasses.replace(cfg, seed=seed)
     train_fn = train_cat if method == "cat" else train_moe
-    _progress(f"[{setting}] {method}: {len(sets['cat_mixture'])} mixture records")
+    _progress(f"[{setting}] {label}: {len(sets['cat_mixture'])} mixture records")
     run = train_fn(model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
-                   name=f"{setting}-{method}")
-    extra: dict[str, Any] = {}
+                   name=f"{setting}-{label}")
+    extra = dict(extra or {})
     alphas = Path(run.run_dir) / "alphas.json"
     if alphas.is_file():
         extra["alphas"] = json.loads(alphas.read_text())
-    write_train_result(profile, setting, method, seed, run, cfg, model,
+    write_train_result(profile, setting, label, seed, run, cfg, model,
                        identities(cat_mixture=sets["cat_mixture"]), extra,
                        kind="adapter" if method == "cat" else "soup")
     return {k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best")}
@@ -140,25 +142,13 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
     ``experiment.cat_from_lorahub``."""
     if not exp.cat_from_lorahub:
         return {}
-    from lorasoups.stages.common import trained
-
     rec = trained(profile, setting, seed).get("lorahub")
     weights = ((rec or {}).get("metrics") or {}).get("weights")
     if not isinstance(weights, dict) or len(weights) != get_setting(setting).k:
         raise ConfigError(f"setting {setting}, seed {seed}: learned CAT from LoraHub needs LoraHub's weights "
-                        f"(one per skill) in results train/{setting}/lorahub--s{seed}.json; run search_lorahub first")
+                          f"(one per skill) in results train/{setting}/lorahub--s{seed}.json; run search_lorahub first")
     init = [float(w) for w in weights.values()]
-    soup = {**cfg.soup, "parameterisation": "free", "init": "weights", "init_weights": init}
-    cfg = dataclasses.replace(cfg, soup=soup, seed=seed)
-    sets = data_for(setting, data, profile)
-    adapters = skill_adapters(profile, setting, seed)
     _progress(f"[{setting}] cat_lorahub: alpha starts at LoraHub's {[round(w, 3) for w in init]}")
-    run = train_cat(model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
-                    name=f"{setting}-cat_lorahub")
-    extra: dict[str, Any] = {"init_weights": init}
-    alphas = Path(run.run_dir) / "alphas.json"
-    if alphas.is_file():
-        extra["alphas"] = json.loads(alphas.read_text())
-    write_train_result(profile, setting, "cat_lorahub", seed, run, cfg, model,
-                       identities(cat_mixture=sets["cat_mixture"]), extra)
-    return {k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best")}
+    soup = {**cfg.soup, "parameterisation": "free", "init": "weights", "init_weights": init}
+    return learn_soup("cat", model, setting, seed, data, dataclasses.replace(cfg, soup=soup), profile,
+                      label="cat_lorahub", extra={"init_weights": init})
