@@ -36,7 +36,12 @@ def test_registry_lists_every_setting_dataset_with_sizes():
         assert all(REGISTRY[n].role in ("skill", "corpus") for n in s.skills)
         assert s.labels == [f"skill{i + 1}" for i in range(s.k)]
     paper = {"math_code", "qabot", "reading_comprehension", "prompt_robustness"}
-    assert {n for n, s in SETTINGS.items() if s.k == 2} == paper
+    pairs = {"prompt_robustness_1_4", "prompt_robustness_2_4"}  # Figure 10a and 10c's training pairs
+    assert {n for n, s in SETTINGS.items() if s.k == 2} == paper | pairs
+    for n in pairs:
+        assert SETTINGS[n].group == "prompt_robustness" and SETTINGS[n].targets == SETTINGS["prompt_robustness"].targets
+    assert {s.skills for n, s in SETTINGS.items() if s.group == "prompt_robustness" and s.k == 2} == {
+        ("count_format1", "count_format2"), ("count_format1", "count_format4"), ("count_format2", "count_format4")}
     # the k-skill settings grow a paper setting: same targets, its skills first
     for s in SETTINGS.values():
         if s.k > 2:
@@ -276,7 +281,9 @@ def test_pal_prompts_take_one_or_eight_shots():
     eight = load("gsm_hard", "test", source="generated", size=2, pal_shots=8)
     assert one[0]["prompt"].count("### Instruction:") == 2 and eight[0]["prompt"].count("### Instruction:") == 9
     assert eight[0]["prompt"].count("def solution():") == 8
-    assert identity(eight)["pal_demos"] == {"source": "generated", "shots": 8}
+    demos = load("pal_fewshot", "test", source="generated")
+    assert identity(eight)["pal_demos"] == {"source": "generated", "shots": 8, "ids": list(demos["id"])}
+    assert identity(one)["pal_demos"]["ids"] == [demos["id"][0]]
 
 
 def test_a_setting_refuses_fewer_than_two_or_repeated_skills():

@@ -126,7 +126,7 @@ def test_peft_model_and_cat_soup(model_tok, tmp_path):
         peft_model = get_peft_model(copy.deepcopy(model), cfg)
         peft_model.save_pretrained(str(tmp_path / f"s{seed}"))
         adapters.append(tmp_path / f"s{seed}")
-    soup = M.build("cat", copy.deepcopy(model), adapters, init="normal", seed=3).eval()
+    soup = M.build("cat", copy.deepcopy(model), adapters, init="released", seed=3).eval()
     for net in (peft_model.eval(), soup):
         refs = [reference(net, tok, p, 12, set(), []) for p in PROMPTS]
         for static in (False, True):

@@ -24,6 +24,9 @@ from lorasoups.merging import MergeError
 
 ATOL = 1e-5
 
+#: A random (non-equal) start for each learned soup: CAT's released-code logits, MoE's normal routers.
+RANDOM_INIT = {"cat": "released", "moe": "normal"}
+
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
@@ -136,12 +139,12 @@ def test_cat_learned_matches_bruteforce_k3_mixed_ranks(base, ad, ids, granularit
     assert (ref - logits(base, ids)).abs().max() > 1e-2  # the soup does something
 
 
-def test_cat_equal_init_is_uniform_and_normal_init_is_seeded(base, ad):
+def test_cat_equal_init_is_uniform_and_released_init_is_seeded(base, ad):
     soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"], ad["c"]], granularity="layer")
     table = M.alphas_table(soup)
     assert len(table) == 10 * 3 and all(abs(r["alpha"] - 1 / 3) < 1e-7 for r in table)
-    s1 = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="normal", seed=3)
-    s2 = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="normal", seed=3)
+    s1 = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="released", seed=3)
+    s2 = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="released", seed=3)
     w1, w2 = (next(iter(M.trainable_parameters(s).values())) for s in (s1, s2))
     assert torch.equal(w1, w2) and w1.std() > 0.1
 
@@ -312,7 +315,7 @@ def test_moe_routers_sized_by_module_input(base, ad):
 # --------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("method", ["cat", "moe"])
 def test_gradients_reach_only_alphas_or_routers(base, ad, ids, method):
-    soup = M.build(method, copy.deepcopy(base), [ad["a"], ad["b"], ad["c"]], init="normal")
+    soup = M.build(method, copy.deepcopy(base), [ad["a"], ad["b"], ad["c"]], init=RANDOM_INIT[method])
     soup.train()
     trainable = M.trainable_parameters(soup)
     assert {n for n, p in soup.named_parameters() if p.requires_grad} == set(trainable)
@@ -364,7 +367,7 @@ def test_cat_export_is_exact_fold_and_merges(base, ad, ids, tmp_path):
     from peft import PeftModel
 
     paths = [ad["a"], ad["b"], ad["c"]]
-    soup = M.build("cat", copy.deepcopy(base), paths, granularity="module", init="normal", seed=2)
+    soup = M.build("cat", copy.deepcopy(base), paths, granularity="module", init="released", seed=2)
     out = M.export_adapter(soup, tmp_path / "folded")
     cfg = json.loads((out / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA" and cfg["r"] == 16 and cfg["lora_alpha"] == 16
@@ -386,7 +389,7 @@ def test_cat_with_per_module_ranks_exports_with_rank_pattern(base, ad, ids, tmp_
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, rank_pattern={"down_proj": 2}, init_lora_weights=False)
     get_peft_model(copy.deepcopy(base), cfg).save_pretrained(str(tmp_path / "patterned"))
     paths = [ad["a"], tmp_path / "patterned"]
-    soup = M.build("cat", copy.deepcopy(base), paths, granularity="module", init="normal")
+    soup = M.build("cat", copy.deepcopy(base), paths, granularity="module", init="released")
     skills = [read(p) for p in paths]
     alpha = next(iter(M.trainable_parameters(soup).values())).detach().softmax(-1)
     deltas = {m: sum(alpha[i, k] * s[m][2] * s[m][1] @ s[m][0] for k, s in enumerate(skills))
@@ -465,7 +468,7 @@ def test_save_pretrained_writes_the_soup_not_peft_internals(base, ad, ids, tmp_p
     """Trainer checkpoints call save_pretrained: the folder must hold the fold and the recipe."""
     from peft import PeftModel
 
-    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="normal", seed=5)
+    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="released", seed=5)
     ckpt = tmp_path / "checkpoint-1"
     ckpt.mkdir()
     (ckpt / "trainer_state.json").write_text("{}")  # a checkpoint folder is not empty
@@ -486,7 +489,7 @@ def test_save_pretrained_writes_the_soup_not_peft_internals(base, ad, ids, tmp_p
 
 
 def test_cat_soup_merges_into_base_in_place(base, ad, ids):
-    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"], ad["c"]], granularity="module", init="normal")
+    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"], ad["c"]], granularity="module", init="released")
     expect = logits(soup, ids)
     merged = soup.merge_and_unload()
     assert (logits(merged, ids) - expect).abs().max() < 1e-4
@@ -496,7 +499,7 @@ def test_trainer_learns_alphas_and_checkpoints_reload(base, ad, tmp_path):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="normal")
+    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], init="released")
     ids = torch.randint(0, 2000, (4, 8), generator=torch.Generator().manual_seed(1)).tolist()
     args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2,
                              learning_rate=0.1, save_steps=2, report_to=[], use_cpu=True, disable_tqdm=True)
@@ -519,8 +522,8 @@ def test_set_weights_on_static_cat(base, ad, ids):
 
 @pytest.mark.parametrize("method", ["cat", "moe"])
 def test_bfloat16_base(base, ad, ids, method):
-    f32 = M.build(method, copy.deepcopy(base), [ad["a"], ad["b"]], init="normal")
-    b16 = M.build(method, copy.deepcopy(base).to(torch.bfloat16), [ad["a"], ad["b"]], init="normal")
+    f32 = M.build(method, copy.deepcopy(base), [ad["a"], ad["b"]], init=RANDOM_INIT[method])
+    b16 = M.build(method, copy.deepcopy(base).to(torch.bfloat16), [ad["a"], ad["b"]], init=RANDOM_INIT[method])
     out = b16(ids, labels=ids)
     assert out.logits.dtype == torch.bfloat16
     assert (out.logits.float() - logits(f32, ids)).abs().max() < 0.1
@@ -530,7 +533,7 @@ def test_bfloat16_base(base, ad, ids, method):
 
 # --------------------------------------------------------------------------- alphas table, plot, generate
 def test_alphas_table_and_heatmap(base, ad, tmp_path):
-    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], granularity="layer", init="normal", seed=4)
+    soup = M.build("cat", copy.deepcopy(base), [ad["a"], ad["b"]], granularity="layer", init="released", seed=4)
     (raw,) = M.trainable_parameters(soup).values()
     expect = raw.detach().softmax(-1)
     rows = M.alphas_table(soup)

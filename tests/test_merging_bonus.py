@@ -152,7 +152,7 @@ def test_init_weights_survive_save_and_load(base, ad, ids, tmp_path):
     ({"init": "weights", "init_weights": [0.5, -0.5]}, "softmax.*cannot represent.*parameterisation: free"),
     ({"init": "weights", "init_weights": [0.0, 1.0]}, "softmax.*cannot represent"),
     ({"init_weights": [0.5, 0.5]}, "only used with init 'weights', not with init 'equal'"),
-    ({"init": "normal", "init_weights": [0.5, 0.5]}, "not with init 'normal'"),
+    ({"init": "released", "init_weights": [0.5, 0.5]}, "not with init 'released'"),
     ({"init": "weight", "init_weights": [0.5, 0.5]}, "not one of"),
 ])
 def test_init_weights_bad_input_raises_and_leaves_base_untouched(base, ad, kw, message):

@@ -98,8 +98,13 @@ def test_sweep_skips_settings_and_methods_not_asked(stage_env):
 
 def test_validation_set_pools_targets_and_falls_back_from_the_mirror():
     sweep = SweepConfig(validation_size=2)
-    pr = merge.validation_set("prompt_robustness", DATA, sweep, "smoke")
-    assert pr["task"] == "prompt_format" and len(pr["prompts"]) == 8 and len(pr["datasets"]) == 4
+    # prompt robustness tunes on held-out records of its training formats, never on the scored formats
+    pr = merge.validation_set("prompt_robustness_1_4", DATA, sweep, "smoke")
+    assert pr["task"] == "prompt_format" and len(pr["prompts"]) == 4
+    assert set(pr["datasets"]) == {"count_format1", "count_format4"}
+    assert all(d["split"] == "validation" for d in pr["datasets"].values())
+    qa = merge.validation_set("qabot", DATA, sweep, "smoke")
+    assert set(qa["datasets"]) == {"qabot_dnd"}
     if paths.data_mirror() is None:
         pytest.skip("no data mirror beside the checkout")
     mirrored = DataConfig(source="mirror")
@@ -199,7 +204,7 @@ def test_cat_from_lorahub_starts_at_lorahubs_weights(stage_env):
     from lorasoups.stages.common import trained
     from lorasoups.training import SoupTrainConfig
 
-    cfg = SoupTrainConfig(max_steps=1, eval_steps=1, learning_rate=0.0, per_device_train_batch_size=2,
+    cfg = SoupTrainConfig(max_steps=1, learning_rate=0.0, per_device_train_batch_size=2,
                           gradient_accumulation_steps=1, max_length=64, logging_steps=1)
     data = DataConfig(source="generated", smoke_size=8, cat_fraction=0.5)
     on = ExperimentConfig(settings=["math_code"], cat_from_lorahub=True)

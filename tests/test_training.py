@@ -160,14 +160,14 @@ def test_cat_learns_alphas_only_best_checkpoint_and_exact_fold(tiny_dir, skills)
     from lorasoups.training.cat import SoupTrainConfig, train_cat
 
     mix = qa(12, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}")
-    cfg = SoupTrainConfig(max_steps=6, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+    cfg = SoupTrainConfig(max_steps=6, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                           learning_rate=0.5, logging_steps=1, max_length=48, soup={"granularity": "layer"})
     res = train_cat(str(tiny_dir), skills, mix, qa(4, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}"), cfg, name="mix")
     log = json.loads((res.run_dir / "log_history.json").read_text())
     evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
     best_step = min(evals, key=lambda t: t[1])[0]
     assert res.summary["best_checkpoint"].endswith(f"checkpoint-{best_step}")
-    assert res.summary["recipe"] == "paper"
+    assert res.summary["recipe"] == "converge"
     # the soup's alphas are the best checkpoint's, and they moved from the equal start
     best = load_file(str(Path(res.summary["best_checkpoint"]) / "soup_trainable.safetensors"))
     from lorasoups.merging import trainable_parameters
@@ -193,10 +193,12 @@ def test_cat_released_recipe_and_base_mismatch(tiny_dir, skills, tmp_path):
     from lorasoups.models import save_tiny_random_llama
     from lorasoups.training.cat import SoupTrainConfig, train_cat
 
-    cfg = SoupTrainConfig(recipe="released")
+    cfg = SoupTrainConfig(recipe="released").resolved()
     assert (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (6, 1)
     assert cfg.completion_only_loss is False and cfg.lora_dropout_on is True
-    assert SoupTrainConfig(recipe="released", gradient_accumulation_steps=2).gradient_accumulation_steps == 2
+    assert SoupTrainConfig(recipe="released", gradient_accumulation_steps=2).resolved().gradient_accumulation_steps == 2
+    # the config keeps None for what the recipe decides, so a notebook that switches recipe switches them all
+    assert SoupTrainConfig(recipe="released").learning_rate is None
     other = save_tiny_random_llama(tmp_path / "other-base", seed=1)
     with pytest.raises(ConfigError, match="was trained on base model"):
         train_cat(str(other), skills, qa(4), qa(2), SoupTrainConfig())
@@ -206,7 +208,7 @@ def test_moe_trains_routers_only(tiny_dir, skills):
     from lorasoups.training.cat import SoupTrainConfig
     from lorasoups.training.moe import train_moe
 
-    cfg = SoupTrainConfig(max_steps=4, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+    cfg = SoupTrainConfig(max_steps=4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                           learning_rate=0.5, max_length=48, balance_loss_coef=0.01)
     res = train_moe(str(tiny_dir), skills, qa(8), qa(4), cfg, name="moe")
     from lorasoups.merging import soup_state
@@ -309,7 +311,7 @@ def test_cat_resumes_from_its_last_checkpoint_to_the_same_alphas(tiny_dir, skill
     from lorasoups.training.cat import SoupTrainConfig, train_cat
 
     mix, val = qa(12, answer=lambda i: f"{i}!"), qa(4, answer=lambda i: f"{i}!")
-    cfg = SoupTrainConfig(max_steps=6, eval_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+    cfg = SoupTrainConfig(max_steps=6, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                           learning_rate=0.5, max_length=48, lora_dropout_on=True, soup={"granularity": "module"})
     full = train_cat(str(tiny_dir), skills, mix, val, cfg, name="resume")
     (name, want), = trainable_parameters(full.model).items()
@@ -318,7 +320,7 @@ def test_cat_resumes_from_its_last_checkpoint_to_the_same_alphas(tiny_dir, skill
         p = full.run_dir / lost
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     again = train_cat(str(tiny_dir), skills, mix, val, cfg, name="resume")
-    assert not again.reused and again.summary["resumed_from"].endswith("checkpoint-4")
+    assert not again.reused and again.summary["resumed_from"].endswith("checkpoint-5")
     torch.testing.assert_close(trainable_parameters(again.model)[name].detach(), want, atol=1e-6, rtol=1e-5)
     assert again.summary["best_checkpoint"] == full.summary["best_checkpoint"]
 
@@ -339,7 +341,10 @@ def test_paper_defaults_map_onto_trl_sftconfig(tmp_path):
     cfg = SftConfig()
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout) == (32, 64.0, 0.05)
     assert cfg.target_modules == ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
-    cat = SoupTrainConfig()
+    cat = SoupTrainConfig(recipe="paper").resolved()
     cat_args = trl_args(cat, tmp_path)
-    assert (cat_args.learning_rate, cat_args.num_train_epochs) == (1e-4, 1.0) and cat.recipe == "paper"
+    assert (cat_args.learning_rate, cat_args.num_train_epochs) == (1e-4, 1.0)
+    assert (cat_args.per_device_train_batch_size, cat_args.gradient_accumulation_steps) == (8, 4)
+    assert getattr(cat_args.lr_scheduler_type, "value", cat_args.lr_scheduler_type) == "linear"
     assert cat_args.completion_only_loss is True
+    assert SoupTrainConfig().recipe == "converge" and SoupTrainConfig(learning_rate=0.3).resolved().learning_rate == 0.3

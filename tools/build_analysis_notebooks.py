@@ -77,12 +77,16 @@ notebook(
      ("table_2", "table2", "Table 2 · reading-comprehension scores per method")],
 )
 notebook(
-    f"{NB}/prompt_robustness.ipynb", "Prompt robustness (Figure 10)",
+    f"{NB}/prompt_robustness.ipynb", "Prompt robustness (Figure 10a-c)",
     "Task 161 (count the words containing a letter): LoRAs trained on two prompt formats, merged, "
-    "evaluated on the four formats no model saw (3, 7, 8, 10).",
-    "`results/<profile>/eval/prompt_robustness/<label>--count_format{3,7,8,10}-s<seed>.json`.",
-    "`figure_10.png`, `figure_10.pdf`.",
-    [("figure_10", "fig10", "Figure 10 · accuracy on held-out prompt formats")],
+    "evaluated on the four formats no model saw (3, 7, 8, 10); one figure per training pair, as the paper: "
+    "10a formats 1 + 4 (setting `prompt_robustness_1_4`), 10b 1 + 2 (`prompt_robustness`), 10c 2 + 4 "
+    "(`prompt_robustness_2_4`).",
+    "`results/<profile>/eval/<setting>/<label>--count_format{3,7,8,10}-s<seed>.json` of the three settings.",
+    "`figure_10{a,b,c}.png`, `figure_10{a,b,c}.pdf`.",
+    [("figure_10a", "fig10a", "Figure 10a · trained on formats 1 + 4"),
+     ("figure_10b", "fig10b", "Figure 10b · trained on formats 1 + 2"),
+     ("figure_10c", "fig10c", "Figure 10c · trained on formats 2 + 4")],
 )
 notebook(
     f"{NB}/ablations.ipynb", "Ablations (Table 3, Figure 9)",

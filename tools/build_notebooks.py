@@ -68,9 +68,11 @@ def main() -> None:
     stage_notebook(
         "04_learn_cat.ipynb", "learn_cat", "04 · Learn CAT",
         "The paper's method: the skill LoRAs stay frozen and only the per-layer weights alpha are trained "
-        "(1 epoch, lr 1e-4, on the CAT mixture), best checkpoint by validation loss; the learned soup is "
-        "folded into one standard PEFT adapter of rank r1 + ... + rk. `eval_loss_before` is the validation loss "
-        "at the initial alphas (equal: static CAT at 1/k).",
+        "on the CAT mixture, with `recipe: converge` (the default, chosen so that alpha learns; `recipe: paper`, "
+        "1 epoch at lr 1e-4, leaves alpha near its start). The run is evaluated at `eval_points` steps spread "
+        "over it and the best by validation loss (`best_step`) is folded into one standard PEFT adapter of rank "
+        "r1 + ... + rk. `eval_loss_before` is the validation loss at the initial alphas (equal: static CAT at 1/k); "
+        "`max_drift/<skill>` is how far that skill's alpha moved (max over groups).",
         "`results/<profile>/train/<setting>/cat--s<seed>.json` (with the learned alphas).",
         "from lorasoups.stages import train",
         [("md", "## 1 · Learn the alphas"),

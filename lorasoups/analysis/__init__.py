@@ -27,7 +27,9 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "figure_5": ("qabot", "make_figure_5"),
     "figure_6a": ("reading", "make_figure_6a"),
     "table_2": ("reading", "make_table_2"),
-    "figure_10": ("prompt_robustness", "make_figure_10"),
+    "figure_10a": ("prompt_robustness", "make_figure_10a"),  # trained on formats 1 + 4
+    "figure_10b": ("prompt_robustness", "make_figure_10b"),  # 1 + 2
+    "figure_10c": ("prompt_robustness", "make_figure_10c"),  # 2 + 4
     "figure_9": ("ablations", "make_figure_9"),
     "table_3": ("ablations", "make_table_3"),
     # beyond the paper (configs/beyond/): one figure + summary.json per experiment

@@ -199,7 +199,7 @@ def load(
     if entry.kind == "program":
         demos, demo_src = _pal_demos(src, root, seed)
         recs = [{**r, "prompt": F.pal_prompt(r["question"], demos, pal_shots)} for r in recs]
-        meta["pal_demos"] = {"source": demo_src, "shots": pal_shots}
+        meta["pal_demos"] = {"source": demo_src, "shots": pal_shots, "ids": [str(d["id"]) for d in demos[:pal_shots]]}
     where = f"dataset '{name}' split '{split}' from {src}"
     if not recs:
         raise DataError(f"{where}: no records")

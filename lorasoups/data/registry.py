@@ -198,7 +198,12 @@ class Setting:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Other pairings the paper reports in this setting (name -> overrides of skills/targets)."""
     family: str = ""
-    """The two-skill setting this one grows (``math_code`` for ``math_code_k3``); its own name if empty."""
+    """The setting this one belongs with (``math_code`` for ``math_code_k3``, ``prompt_robustness``
+    for the other format pairs); its own name if empty."""
+    tune_on: Literal["targets", "skills"] = "targets"
+    """What the TIES/DARE sweep and LoraHub tune on: held-out examples of the ``targets`` (never
+    their scored test items), or of the ``skills`` (prompt robustness: the test formats must stay
+    unseen by every method, as they are by CAT, which learns on the training formats)."""
 
     def __post_init__(self) -> None:
         if len(self.skills) < 2:
@@ -250,10 +255,16 @@ SETTINGS: dict[str, Setting] = {
                 {"biology": {"skills": ("biology_chapter", "alpaca"), "targets": ("qabot_biology",)}}),
         Setting("reading_comprehension", "Reading comprehension: biomedical corpus + open-book QA -> BioASQ",
                 ("biomed_textbooks", "squad"), ("bioasq_rc",), "pairwise LLM judge -> ELO; token F1"),
-        Setting("prompt_robustness", "Prompt robustness: task 161 in format i + format j -> unseen formats",
-                ("count_format1", "count_format2"), _FORMAT_TARGETS, "accuracy (exact count)",
-                {"1+4": {"skills": ("count_format1", "count_format4")},
-                 "2+4": {"skills": ("count_format2", "count_format4")}}),
+        # The paper's Figure 10 trains on three pairs of formats: 1+2 (10b, the setting's own name),
+        # 1+4 (10a) and 2+4 (10c); each is scored on the same four unseen formats.
+        Setting("prompt_robustness", "Prompt robustness: task 161 in formats 1 + 2 -> unseen formats (Figure 10b)",
+                ("count_format1", "count_format2"), _FORMAT_TARGETS, "accuracy (exact count)", tune_on="skills"),
+        Setting("prompt_robustness_1_4", "Prompt robustness: task 161 in formats 1 + 4 -> unseen formats (Figure 10a)",
+                ("count_format1", "count_format4"), _FORMAT_TARGETS, "accuracy (exact count)",
+                family="prompt_robustness", tune_on="skills"),
+        Setting("prompt_robustness_2_4", "Prompt robustness: task 161 in formats 2 + 4 -> unseen formats (Figure 10c)",
+                ("count_format2", "count_format4"), _FORMAT_TARGETS, "accuracy (exact count)",
+                family="prompt_robustness", tune_on="skills"),
         # ---- more than two skills (issue 9, question 1) ------------------------------------------
         Setting("math_code_k3", "Hard math with code, 3 skills: math + code + instruction following -> GSM-Hard",
                 ("metamathqa", "code_alpaca", "alpaca"), ("gsm_hard",),
@@ -265,11 +276,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("prompt_robustness_k3", "Prompt robustness, 3 training formats (the paper's 1, 2, 4; its appendix "
                 "saw every merge fall behind DATA-MIX here) -> unseen formats",
                 ("count_format1", "count_format2", "count_format4"), _FORMAT_TARGETS, "accuracy (exact count)",
-                family="prompt_robustness"),
+                family="prompt_robustness", tune_on="skills"),
         Setting("prompt_robustness_k4", "Prompt robustness, 4 training formats: the paper's 1, 2, 4 + grammar "
                 "format g1 -> unseen formats",
                 ("count_format1", "count_format2", "count_format4", "count_format_g1"), _FORMAT_TARGETS,
-                "accuracy (exact count)", family="prompt_robustness"),
+                "accuracy (exact count)", family="prompt_robustness", tune_on="skills"),
     ]
 }
 

@@ -42,9 +42,10 @@ class CatParams:
     """``softmax``: free weights per group through a softmax over skills (released code; alpha in
     [0,1], sums to 1). ``free``: alpha unconstrained. ``clamp``: alpha = clip(w, 0, 1) (paper's text;
     call :func:`project_alphas_` after each optimiser step so the clip does not kill gradients)."""
-    init: Literal["equal", "normal", "weights"] = "equal"
-    """``equal``: every alpha starts at 1/k. ``normal``: raw weights drawn from N(0, 1) (the released
-    code's choice). ``weights``: alpha starts at ``init_weights`` in every group, e.g. to start
+    init: Literal["equal", "released", "weights"] = "equal"
+    """``equal``: every alpha starts at 1/k (static CAT). ``released``: the authors' released code,
+    one raw weight (a softmax logit) per group and skill drawn from N(0, 1), seeded by ``seed``
+    (their lr 1e-4 for one epoch leaves alpha near this random start). ``weights``: alpha starts at ``init_weights`` in every group, e.g. to start
     learning from LoraHub's solution (see ``init_weights`` for what each parameterisation can hold)."""
     init_weights: list[float] | None = None
     """``init: weights`` only: k finite starting weights, one per skill, the same for every group.
@@ -53,7 +54,7 @@ class CatParams:
     ``softmax``: only positive weights; alpha = w / sum(w), i.e. the proportions, the scale is lost
     (a sum-to-one softmax cannot hold it); zero or negative weights raise :class:`MergeError`."""
     seed: int = 0
-    """Seed for ``init: normal``."""
+    """Seed for ``init: released`` (training passes the run seed unless the soup section sets one)."""
     skill_names: list[str] | None = None
     """Display names of the skills (default: adapter directory names)."""
 
@@ -171,14 +172,14 @@ def init_raw(
     weights: list[float] | torch.Tensor | None = None,
     names: list[str] | None = None,
 ) -> torch.Tensor:
-    """Initial raw weights so that alpha = 1/k (``equal``), raw ~ N(0, 1) (``normal``), or alpha =
+    """Initial raw weights so that alpha = 1/k (``equal``), raw ~ N(0, 1) (``released``), or alpha =
     ``weights`` in every group as far as the parameterisation allows (``weights``, see :func:`weights_raw`)."""
     if init == "weights":
         return weights_raw(weights, k, parameterisation, names).expand(n_groups, k).clone()
     if weights is not None:
         raise MergeError(f"init_weights is only used with init 'weights', not with init '{init}'; "
                          f"set init: weights to start from them")
-    if init == "normal":
+    if init == "released":
         gen = torch.Generator().manual_seed(seed)
         return torch.randn(n_groups, k, generator=gen)
     if parameterisation == "softmax":

@@ -8,7 +8,7 @@ from typing import Any
 
 from lorasoups import paths, results
 from lorasoups.config import ConfigError
-from lorasoups.data import DataConfig, identity
+from lorasoups.data import DataConfig, DataError, identity, load
 from lorasoups.data.prepare import setting_datasets
 
 
@@ -36,7 +36,8 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
     soup that only :func:`lorasoups.merging.load_soup` can rebuild, e.g. MoE).
     """
     summary = dict(getattr(run, "summary", {}) or {})
-    keep = ("train_loss", "eval_loss_before", "eval_loss_best", "global_step", "recipe")
+    keep = ("train_loss", "eval_loss_before", "eval_loss_best", "global_step", "recipe",
+            "best_step", "eval_points", "alpha_drift", "final_drift")
     found = {k: summary[k] for k in keep if summary.get(k) is not None}
     run_dir = Path(run.run_dir)
     location = run_dir / "soup" if kind == "soup" else Path(run.adapter_dir)
@@ -81,3 +82,21 @@ def skill_adapters(profile: str, setting: str, seed: int) -> list[str]:
 def identities(**named: Any) -> dict[str, Any]:
     """``identity`` of each named dataset, for a result's ``datasets`` field."""
     return {k: identity(v) for k, v in named.items()}
+
+
+def target_validation(setting: str, target: str, data: DataConfig, size: int | None, mode: str = "auto"):
+    """Examples of ``target`` that are never scored, for whatever tunes on the target (the TIES/DARE
+    sweep, LoraHub's search). ``same``: the validation split of the run's source (an error where it
+    has none); ``auto``: that, else the generated suite of the same target (the mirrored paper
+    targets are test sets only, and tuning on them would leak the test); ``generated``: always the
+    generated suite. The dataset's identity records which source it came from."""
+    common = {"seed": data.seed, "size": size, "mirror": data.mirror}
+    source = "generated" if mode == "generated" else data.source
+    try:
+        return load(target, "validation", source=source, **common)
+    except DataError as exc:
+        if mode != "auto" or source == "generated" or "no 'validation' split" not in str(exc):
+            raise
+        print(f"[{setting}] {target}: the {source} source has no validation split; tuning uses the "
+              f"generated suite of the same target instead (recorded)", flush=True)
+        return load(target, "validation", source="generated", **common)

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ALL_SETTINGS = ["math_code", "qabot", "reading_comprehension", "prompt_robustness"]
+#: The paper's settings; prompt robustness as its three training pairs (Figures 10b, 10a, 10c).
+ALL_SETTINGS = ["math_code", "qabot", "reading_comprehension", "prompt_robustness",
+                "prompt_robustness_1_4", "prompt_robustness_2_4"]
 
 
 @dataclass

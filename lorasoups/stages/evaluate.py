@@ -23,6 +23,9 @@ from lorasoups.stages.config import EvalConfig
 #: entry kind -> (scorer task of lorasoups.evaluation.tasks, column holding the gold answer)
 TASK_OF_KIND = {"program": ("gsm_hard", "target"), "math": ("gsm_hard", "target"),
                 "qa": ("qa", "answer"), "count": ("prompt_format", "answer")}
+#: PAL demonstrations in a program target's prompt (the paper: 8 for the base model, §5.1; 1 for
+#: every trained or merged model, §B.2).
+BASE_PAL_SHOTS, TRAINED_PAL_SHOTS = 8, 1
 #: Generations are cut where a model starts a new Alpaca turn.
 STOPS = ["### Instruction:", "### Response:", "### Input:"]
 
@@ -78,7 +81,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
         for label in labels:
             net, tok = load_model(model, models[label])
             for target in s.targets:
-                ds = sets["targets"][target]
+                ds = target_prompts(sets, target, label, data, profile)
                 task, gold_col = TASK_OF_KIND[get_entry(target).kind]
                 print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
                 with torch.no_grad():
@@ -90,7 +93,8 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                 save_evaluation(
                     eval_result_path(profile, setting, label, target, seed),
                     config={"run": {"setting": setting, "label": label, "target": target, "task": task,
-                                    "seed": seed, "skills": list(s.skills), "source": data.source},
+                                    "seed": seed, "skills": list(s.skills), "source": data.source,
+                                    "demonstrations": demonstrations(ds)},
                             "generation": gen},
                     metrics=metrics, examples=rows,
                     model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
@@ -102,6 +106,26 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
             for target in [t for t in s.targets if get_entry(t).setting == "reading_comprehension"]:
                 _elo(judge, sets["targets"][target], answers[target], cfg, profile, setting, target, seed)
     return summary
+
+
+def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConfig, profile: str):
+    """The scored items of ``target`` as ``label`` sees them: program targets give the base model
+    the 8-shot PAL prompt and every trained or merged model the 1-shot prompt (the identity
+    records the shots and the demonstration ids); other targets are the same for every model."""
+    ds = sets["targets"][target]
+    if label != "base" or get_entry(target).kind != "program":
+        return ds
+    from lorasoups.data import load
+
+    ident = identity(ds)
+    return load(target, "test", source=ident["source"], seed=data.seed, size=data.size(profile, target=True),
+                mirror=data.mirror, pal_shots=BASE_PAL_SHOTS)
+
+
+def demonstrations(ds) -> dict[str, Any]:
+    """Shots and demonstration ids in the prompts of ``ds`` (0 and [] for a zero-shot prompt)."""
+    demos = identity(ds).get("pal_demos") or {}
+    return {"shots": int(demos.get("shots", 0)), "ids": list(demos.get("ids", [])), "source": demos.get("source")}
 
 
 def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from typing import Any
 
 from lorasoups import paths
 from lorasoups.config import ConfigError
-from lorasoups.data import DataConfig, DataError, get_entry, get_setting, identity, load
+from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import file_sha256, fingerprint
-from lorasoups.stages.common import skill_adapters, trained, write_train_result
+from lorasoups.stages.common import skill_adapters, target_validation, trained, write_train_result
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
 
@@ -49,9 +49,16 @@ def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting:
     return params
 
 
+def tuning_sets(s: Any) -> tuple[str, ...]:
+    """The datasets whose held-out examples tune a setting: its targets, or its skills."""
+    return s.skills if s.tune_on == "skills" else s.targets
+
+
 def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: str) -> dict[str, Any]:
-    """The prompts a sweep scores: every target's validation split, pooled (one task kind per
-    setting). Returns ``{"task", "prompts", "golds", "datasets": {target: identity}}``."""
+    """The prompts a sweep scores, pooled (one task kind per setting): every target's held-out
+    examples (:func:`target_validation`), or, for a setting that tunes on its skills (prompt
+    robustness), every skill's validation split, so the scored formats stay unseen.
+    Returns ``{"task", "prompts", "golds", "datasets": {name: identity}}``."""
     from lorasoups.stages.evaluate import TASK_OF_KIND
 
     s = get_setting(setting)
@@ -60,17 +67,9 @@ def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: 
     golds: list[Any] = []
     idents: dict[str, Any] = {}
     tasks = set()
-    common = {"seed": data.seed, "size": size, "mirror": data.mirror}
-    source = "generated" if sweep.validation_source == "generated" else data.source
-    for target in s.targets:
-        try:
-            ds = load(target, "validation", source=source, **common)
-        except DataError as exc:
-            if sweep.validation_source != "auto" or source == "generated" or "no 'validation' split" not in str(exc):
-                raise
-            print(f"[{setting}] {target}: the {source} source has no validation split; the sweep "
-                  f"validates on the generated suite instead (recorded)", flush=True)
-            ds = load(target, "validation", source="generated", **common)
+    for target in tuning_sets(s):
+        ds = (load(target, "validation", source=data.source, seed=data.seed, size=size, mirror=data.mirror)
+              if s.tune_on == "skills" else target_validation(setting, target, data, size, sweep.validation_source))
         task, gold_col = TASK_OF_KIND[get_entry(target).kind]
         tasks.add(task)
         prompts += list(ds["prompt"])

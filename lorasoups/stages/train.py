@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from lorasoups.config import ConfigError
-from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, load
-from lorasoups.stages.common import data_for, identities, skill_adapters, trained, write_train_result
+from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity, load
+from lorasoups.stages.common import (
+    data_for,
+    identities,
+    skill_adapters,
+    target_validation,
+    trained,
+    write_train_result,
+)
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.training import (
     LoraHubConfig,
@@ -101,17 +108,33 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
     write_train_result(profile, setting, label, seed, run, cfg, model,
                        identities(cat_mixture=sets["cat_mixture"]), extra,
                        kind="adapter" if method == "cat" else "soup")
-    return {k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best")}
+    drift = (run.summary.get("final_drift") or {}).get("max", {})
+    return {**{k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best", "best_step")},
+            **{f"max_drift/{skill}": v for skill, v in drift.items()}}
 
 
 def lorahub_examples(setting: str, data: DataConfig, n: int):
-    """LoraHub's few target examples: the first target's validation split (never its test split)."""
-    target = get_setting(setting).targets[0]
+    """LoraHub's few examples: the first target's validation examples, never its test split (the
+    sweep's rule, :func:`lorasoups.stages.common.target_validation`); for a setting that tunes on its
+    skills (prompt robustness), the skills' validation splits in turn, so the scored formats stay unseen."""
+    s = get_setting(setting)
+    if s.tune_on == "skills":
+        import datasets
+
+        per = [load(k, "validation", source=data.source, seed=data.seed, size=max(n, 1), mirror=data.mirror)
+               for k in s.skills]
+        rounds = (d[i] for i in range(max(map(len, per))) for d in per if i < len(d))  # round robin
+        rows = [r for r, _ in zip(rounds, range(max(n, 1)))]
+        ds = datasets.Dataset.from_list(rows)
+        ds.info.description = json.dumps({"name": "lorahub_examples", "source": "skills' validation splits",
+                                          "skills": {k: identity(d) for k, d in zip(s.skills, per)},
+                                          "num_rows": len(rows)})
+        return ds
+    target = s.targets[0]
     try:
-        ds = load(target, "validation", source=data.source, seed=data.seed, size=max(n, 1), mirror=data.mirror)
+        return target_validation(setting, target, data, max(n, 1))
     except DataError as exc:
         raise DataError(f"LoraHub needs {n} examples of {target} outside its test split: {exc}") from exc
-    return ds
 
 
 def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: LoraHubConfig,

@@ -6,16 +6,24 @@ checkpoint holds: :class:`SoupTrainer` saves and reloads just the trainable tens
 ``save_pretrained`` would write the reparametrised B without alpha and miss the alphas).
 The best checkpoint by validation loss is reloaded at the end (Trainer's ``load_best_model_at_end``).
 
-Two recipes (the authors' released script differs from the paper's text):
+Three recipes. ``paper`` is the paper's text; ``released`` the authors' released script. Both
+move alpha by about 1e-3 on the settings here (a few optimiser steps at lr 1e-4 on 5 % of the
+data), so learned CAT would stay static CAT; ``converge`` (the default) is chosen for the
+alpha-only problem, which has about 2 * layers * skills parameters and is not a LoRA: see the
+README's "CAT recipe study" for the measured runs it comes from.
 
-=========  ===========================  ============================
-recipe     paper (default)              released
-=========  ===========================  ============================
-batch      8 x accumulation 4           6 x 1 (effective batch 6)
-loss       completion only              prompt and response
-dropout    LoRA dropout off             LoRA dropout on
-=========  ===========================  ============================
+=========  ====================  ===========================  ============================
+recipe     converge (default)    paper                        released
+=========  ====================  ===========================  ============================
+lr         5e-2, constant        1e-4, linear decay           1e-4, linear decay
+epochs     8                     1                            1
+batch      8 x 1                 8 x accumulation 4           6 x 1 (effective batch 6)
+loss       completion only       completion only              prompt and response
+dropout    LoRA dropout off      LoRA dropout off             LoRA dropout on
+=========  ====================  ===========================  ============================
 
+Validation selects: the run is evaluated (and checkpointed) at ``eval_points`` steps spread
+evenly over it, the last step included, and the best by validation loss is what is exported.
 Explicit values override the recipe; the resolved values are recorded in the run's config.
 """
 from __future__ import annotations
@@ -33,6 +41,7 @@ from trl import SFTTrainer
 
 from lorasoups.config import ConfigError, to_dict
 from lorasoups.results import package_versions
+from lorasoups.training.drift import ParameterDrift, drift_history
 from lorasoups.training.runs import (
     CheckpointMarker,
     Run,
@@ -56,9 +65,14 @@ from lorasoups.training.sft import (
 TRAINABLE_FILE = "soup_trainable.safetensors"
 
 RECIPES: dict[str, dict[str, Any]] = {
-    "paper": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
+    "converge": {"learning_rate": 5e-2, "num_train_epochs": 8.0, "lr_scheduler_type": "constant",
+                 "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                 "completion_only_loss": True, "lora_dropout_on": False},
+    "paper": {"learning_rate": 1e-4, "num_train_epochs": 1.0, "lr_scheduler_type": "linear",
+              "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
               "completion_only_loss": True, "lora_dropout_on": False},
-    "released": {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1,
+    "released": {"learning_rate": 1e-4, "num_train_epochs": 1.0, "lr_scheduler_type": "linear",
+                 "per_device_train_batch_size": 6, "gradient_accumulation_steps": 1,
                  "completion_only_loss": False, "lora_dropout_on": True},
 }
 
@@ -67,20 +81,22 @@ RECIPES: dict[str, dict[str, Any]] = {
 class SoupTrainConfig:
     """``cat:`` / ``moe:`` section: learning a soup's mixing parameters."""
 
-    recipe: Literal["paper", "released"] = "paper"
-    """Defaults for batch, loss and dropout: the paper's text or the authors' released script."""
+    recipe: Literal["converge", "paper", "released"] = "converge"
+    """converge (alpha learns) | paper (its text) | released (the authors' script): fills every None below.
+
+    The recipe's values are in :data:`RECIPES` and the module docstring's table."""
     soup: dict[str, Any] = field(default_factory=dict)
     """Parameters of the soup method (``lorasoups.merging`` CatParams / MoeParams: granularity, ...)."""
-    learning_rate: float = 1e-4
-    """AdamW learning rate (paper: 1e-4)."""
-    num_train_epochs: float = 1.0
-    """Epochs over the mixture (paper: 1)."""
+    learning_rate: float | None = None
+    """AdamW learning rate (None: from the recipe; paper: 1e-4)."""
+    num_train_epochs: float | None = None
+    """Epochs over the mixture (None: from the recipe; paper: 1)."""
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: use num_train_epochs)."""
     warmup_steps: float = 0
     """Linear warm-up steps (below 1: a fraction of all steps)."""
-    lr_scheduler_type: str = "linear"
-    """transformers scheduler name."""
+    lr_scheduler_type: str | None = None
+    """transformers scheduler name (None: from the recipe)."""
     per_device_train_batch_size: int | None = None
     """None: from the recipe."""
     gradient_accumulation_steps: int | None = None
@@ -91,8 +107,10 @@ class SoupTrainConfig:
     """Keep the skill LoRAs' dropout active while training (None: from the recipe)."""
     max_length: int = 1024
     """Tokens per sequence."""
-    eval_steps: int = 50
-    """Evaluate on the validation split, and checkpoint, every this many steps."""
+    eval_points: int = 8
+    """Validation evaluations (and checkpoints) spread evenly over the run, the last step included (at least 5).
+
+    Every ``max(1, steps // eval_points)`` steps; the best by validation loss is exported."""
     balance_loss_coef: float = 0.0
     """MoE only: weight of the router load-balancing loss added to the LM loss."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -113,12 +131,17 @@ class SoupTrainConfig:
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise ConfigError(f"recipe {self.recipe!r} is not one of {list(RECIPES)}")
-        for key, value in RECIPES[self.recipe].items():
-            if getattr(self, key) is None:
-                setattr(self, key, value)
-        if self.eval_steps <= 0:
-            raise ConfigError(f"eval_steps must be > 0, got {self.eval_steps}")
+        if self.eval_points < 5:
+            raise ConfigError(f"eval_points must be >= 5 (validation must be able to select), got {self.eval_points}")
         check_trainer_overrides(self.trainer, "trainer")
+
+    def resolved(self) -> SoupTrainConfig:
+        """A copy with every field left None filled from the recipe (what a run trains with and
+        records). The config itself keeps None, so changing ``recipe`` changes them all."""
+        import dataclasses
+
+        fill = {k: v for k, v in RECIPES[self.recipe].items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fill)
 
 
 class SoupTrainer(SFTTrainer):
@@ -166,6 +189,35 @@ class SoupTrainer(SFTTrainer):
 
         extra = self.balance_loss_coef * load_balancing_loss(self.soup_model)
         return (result[0] + extra, result[1]) if return_outputs else result + extra
+
+
+class SpreadEvaluation(TrainerCallback):
+    """Evaluate and checkpoint at ``points`` steps spread evenly over the run, the last included.
+
+    The interval comes from the run's own step count (known once training starts), so a short run
+    still selects among several points: a fixed ``eval_steps`` larger than the run never evaluates."""
+
+    #: eval/save steps given to the Trainer so that its own schedule never fires (this one does).
+    NEVER = 10**9
+
+    def __init__(self, points: int):
+        self.points = points
+        self.interval = 1
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.interval = max(1, state.max_steps // self.points)
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.interval == 0 or state.global_step >= state.max_steps:
+            control.should_evaluate = True
+            control.should_save = True
+        return control
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    """The optimiser step of a ``.../checkpoint-N`` folder (None for None)."""
+    return int(str(checkpoint).rsplit("-", 1)[-1]) if checkpoint else None
 
 
 class ProjectAlphas(TrainerCallback):
@@ -223,7 +275,7 @@ def train_soup(
     """
     from lorasoups.merging import METHODS, build
 
-    cfg = cfg or SoupTrainConfig()
+    cfg = (cfg or SoupTrainConfig()).resolved()
     if method not in METHODS or not METHODS[method].learnable:
         raise ConfigError(f"train_soup: method {method!r} has nothing to learn (learnable: "
                           f"{[m for m, s in METHODS.items() if s.learnable]})")
@@ -244,13 +296,17 @@ def train_soup(
         return RunResult(run.dir, run.adapter if (run.adapter).is_dir() else None, True, run.summary())
 
     model, tokenizer = load_for_training(base, seed=cfg.seed, dtype=cfg.base_dtype)
-    soup = build(method, model, [str(a) for a in adapters], **{"skill_names": skill_names(adapters), **cfg.soup})
+    # The run seed reaches a random init (CAT's released init, MoE's normal routers) unless the
+    # soup section names its own.
+    soup = build(method, model, [str(a) for a in adapters],
+                 **{"skill_names": skill_names(adapters), "seed": cfg.seed, **cfg.soup})
     set_lora_dropout(soup, bool(cfg.lora_dropout_on))
     run.start()
-    args = trl_args(cfg, run.checkpoints, eval_strategy="steps", eval_steps=cfg.eval_steps,
-                    save_steps=cfg.eval_steps, load_best_model_at_end=True,
-                    metric_for_best_model="eval_loss", greater_is_better=False)
-    extra_cbs = []
+    never = SpreadEvaluation.NEVER
+    args = trl_args(cfg, run.checkpoints, eval_strategy="steps", eval_steps=never, save_steps=never,
+                    load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+    drift_cb = ParameterDrift(soup)  # before train() resumes: drift is measured from the built start
+    extra_cbs = [SpreadEvaluation(cfg.eval_points), drift_cb]
     if method == "cat" and soup.lorasoup.params.get("parameterisation") == "clamp":
         extra_cbs.append(ProjectAlphas(soup))
     trainer = SoupTrainer(model=soup, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -258,8 +314,15 @@ def train_soup(
                           callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
     start = time.perf_counter()
     resume = run.last_checkpoint()
-    initial_eval = None if resume else trainer.evaluate()["eval_loss"]
+    start_file = run.dir / "eval_start.json"  # step 0 (equal init: static CAT at 1/k); kept for a resume
+    if not resume:
+        start_file.write_text(json.dumps({"eval_loss": trainer.evaluate()["eval_loss"]}) + "\n")
+    initial_eval = json.loads(start_file.read_text())["eval_loss"] if start_file.is_file() else None
     output = trainer.train(resume_from_checkpoint=resume)
+    # Read before the final evaluate below, which logs the best checkpoint's loss at the last step.
+    history = list(trainer.state.log_history)
+    evals = sorted({int(r["step"]): r["eval_loss"] for r in history if "eval_loss" in r}.items())
+    drifts = drift_history(history)
     final_eval = trainer.evaluate()["eval_loss"]  # after the best checkpoint is reloaded
     summary = {
         "kind": method,
@@ -272,6 +335,11 @@ def train_soup(
         "eval_loss_before": initial_eval,
         "eval_loss_best": final_eval,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_step": checkpoint_step(trainer.state.best_model_checkpoint),
+        "eval_points": [{"step": 0, "eval_loss": initial_eval}] * (initial_eval is not None)
+                       + [{"step": st, "eval_loss": loss} for st, loss in evals if st > 0],
+        "alpha_drift": drifts,
+        "final_drift": drift_cb.now(),  # of the exported (best) parameters
         "metrics": output.metrics,
         "seconds_this_session": round(time.perf_counter() - start, 2),
         "versions": package_versions(),
