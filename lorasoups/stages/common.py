@@ -84,19 +84,32 @@ def identities(**named: Any) -> dict[str, Any]:
     return {k: identity(v) for k, v in named.items()}
 
 
-def target_validation(setting: str, target: str, data: DataConfig, size: int | None, mode: str = "auto"):
-    """Examples of ``target`` that are never scored, for whatever tunes on the target (the TIES/DARE
-    sweep, LoraHub's search). ``same``: the validation split of the run's source (an error where it
-    has none); ``auto``: that, else the generated suite of the same target (the mirrored paper
-    targets are test sets only, and tuning on them would leak the test); ``generated``: always the
-    generated suite. The dataset's identity records which source it came from."""
+def tuning_sets(setting: str) -> tuple[str, ...]:
+    """The datasets whose held-out examples tune a setting (the TIES/DARE sweep, LoraHub): its
+    targets, or its skills for a setting with ``tune_on: skills`` (prompt robustness)."""
+    from lorasoups.data import get_setting
+
+    s = get_setting(setting)
+    return s.skills if s.tune_on == "skills" else s.targets
+
+
+def tuning_examples(setting: str, name: str, data: DataConfig, size: int | None, mode: str = "auto"):
+    """Held-out examples of ``name`` (one of :func:`tuning_sets`) that are never scored. A skill:
+    its validation split. A target, by ``mode``: ``same``, the validation split of the run's source
+    (an error where it has none); ``auto``, that, else the generated suite of the same target (the
+    mirrored paper targets are test sets only, and tuning on them would leak the test);
+    ``generated``, always the generated suite. The dataset's identity records its source."""
+    from lorasoups.data import get_entry
+
     common = {"seed": data.seed, "size": size, "mirror": data.mirror}
+    if get_entry(name).role != "target":
+        return load(name, "validation", source=data.source, **common)
     source = "generated" if mode == "generated" else data.source
     try:
-        return load(target, "validation", source=source, **common)
+        return load(name, "validation", source=source, **common)
     except DataError as exc:
         if mode != "auto" or source == "generated" or "no 'validation' split" not in str(exc):
             raise
-        print(f"[{setting}] {target}: the {source} source has no validation split; tuning uses the "
+        print(f"[{setting}] {name}: the {source} source has no validation split; tuning uses the "
               f"generated suite of the same target instead (recorded)", flush=True)
-        return load(target, "validation", source="generated", **common)
+        return load(name, "validation", source="generated", **common)

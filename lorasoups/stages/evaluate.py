@@ -23,9 +23,9 @@ from lorasoups.stages.config import EvalConfig
 #: entry kind -> (scorer task of lorasoups.evaluation.tasks, column holding the gold answer)
 TASK_OF_KIND = {"program": ("gsm_hard", "target"), "math": ("gsm_hard", "target"),
                 "qa": ("qa", "answer"), "count": ("prompt_format", "answer")}
-#: PAL demonstrations in a program target's prompt (the paper: 8 for the base model, §5.1; 1 for
-#: every trained or merged model, §B.2).
-BASE_PAL_SHOTS, TRAINED_PAL_SHOTS = 8, 1
+#: PAL demonstrations in the base model's prompt on a program target (the paper, §5.1; every trained
+#: or merged model gets ``load``'s default of 1, §B.2).
+BASE_PAL_SHOTS = 8
 #: Generations are cut where a model starts a new Alpaca turn.
 STOPS = ["### Instruction:", "### Response:", "### Input:"]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from lorasoups import paths
 from lorasoups.config import ConfigError
-from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
+from lorasoups.data import DataConfig, get_entry, identity
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import file_sha256, fingerprint
-from lorasoups.stages.common import skill_adapters, target_validation, trained, write_train_result
+from lorasoups.stages.common import skill_adapters, trained, tuning_examples, tuning_sets, write_train_result
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
 
@@ -49,27 +49,20 @@ def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting:
     return params
 
 
-def tuning_sets(s: Any) -> tuple[str, ...]:
-    """The datasets whose held-out examples tune a setting: its targets, or its skills."""
-    return s.skills if s.tune_on == "skills" else s.targets
-
-
 def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: str) -> dict[str, Any]:
     """The prompts a sweep scores, pooled (one task kind per setting): every target's held-out
-    examples (:func:`target_validation`), or, for a setting that tunes on its skills (prompt
+    examples (:func:`lorasoups.stages.common.tuning_examples`), or, for a setting that tunes on its skills (prompt
     robustness), every skill's validation split, so the scored formats stay unseen.
     Returns ``{"task", "prompts", "golds", "datasets": {name: identity}}``."""
     from lorasoups.stages.evaluate import TASK_OF_KIND
 
-    s = get_setting(setting)
     size = sweep.validation_size or data.size(profile, target=True)
     prompts: list[str] = []
     golds: list[Any] = []
     idents: dict[str, Any] = {}
     tasks = set()
-    for target in tuning_sets(s):
-        ds = (load(target, "validation", source=data.source, seed=data.seed, size=size, mirror=data.mirror)
-              if s.tune_on == "skills" else target_validation(setting, target, data, size, sweep.validation_source))
+    for target in tuning_sets(setting):
+        ds = tuning_examples(setting, target, data, size, sweep.validation_source)
         task, gold_col = TASK_OF_KIND[get_entry(target).kind]
         tasks.add(task)
         prompts += list(ds["prompt"])

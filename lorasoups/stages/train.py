@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from lorasoups.config import ConfigError
-from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity, load
+from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity
 from lorasoups.stages.common import (
     data_for,
     identities,
     skill_adapters,
-    target_validation,
     trained,
+    tuning_examples,
+    tuning_sets,
     write_train_result,
 )
 from lorasoups.stages.config import ExperimentConfig
@@ -114,27 +115,24 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
 
 
 def lorahub_examples(setting: str, data: DataConfig, n: int):
-    """LoraHub's few examples: the first target's validation examples, never its test split (the
-    sweep's rule, :func:`lorasoups.stages.common.target_validation`); for a setting that tunes on its
-    skills (prompt robustness), the skills' validation splits in turn, so the scored formats stay unseen."""
-    s = get_setting(setting)
-    if s.tune_on == "skills":
-        import datasets
-
-        per = [load(k, "validation", source=data.source, seed=data.seed, size=max(n, 1), mirror=data.mirror)
-               for k in s.skills]
-        rounds = (d[i] for i in range(max(map(len, per))) for d in per if i < len(d))  # round robin
-        rows = [r for r, _ in zip(rounds, range(max(n, 1)))]
-        ds = datasets.Dataset.from_list(rows)
-        ds.info.description = json.dumps({"name": "lorahub_examples", "source": "skills' validation splits",
-                                          "skills": {k: identity(d) for k, d in zip(s.skills, per)},
-                                          "num_rows": len(rows)})
-        return ds
-    target = s.targets[0]
+    """LoraHub's few examples, never scored (:func:`lorasoups.stages.common.tuning_examples`, the
+    sweep's rule): the first target's held-out examples, or, for a setting that tunes on its skills
+    (prompt robustness), the skills' validation splits in turn, so the scored formats stay unseen."""
+    names = tuning_sets(setting)
     try:
-        return target_validation(setting, target, data, max(n, 1))
+        if get_setting(setting).tune_on != "skills":
+            return tuning_examples(setting, names[0], data, max(n, 1))
+        per = [tuning_examples(setting, k, data, max(n, 1)) for k in names]
     except DataError as exc:
-        raise DataError(f"LoraHub needs {n} examples of {target} outside its test split: {exc}") from exc
+        raise DataError(f"LoraHub needs {n} examples of {names[0]} outside its test split: {exc}") from exc
+    import datasets
+
+    rounds = (d[i] for i in range(max(map(len, per))) for d in per if i < len(d))  # round robin
+    rows = [r for r, _ in zip(rounds, range(max(n, 1)))]
+    ds = datasets.Dataset.from_list(rows)
+    ds.info.description = json.dumps({"name": "lorahub_examples", "source": "skills' validation splits",
+                                      "skills": {k: identity(d) for k, d in zip(names, per)}, "num_rows": len(rows)})
+    return ds
 
 
 def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: LoraHubConfig,
