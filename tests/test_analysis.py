@@ -194,6 +194,38 @@ def test_figure_6a_names_a_reference_judge(tree, tmp_path, monkeypatch):
     assert "token-F1 battles against the gold answer (no LLM judge)" in t2.table.splitlines()[0]
 
 
+def test_judged_results_show_accuracy_mean_score_and_position_bias(tree, tmp_path, monkeypatch):
+    """With the LLM judges' keys (stage 08 with a judge): Figure 5 plots judge_accuracy with the
+    mean 0-2 score beside it; Figure 6a notes the pairwise judge's position bias."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    root = copy / "synthetic"
+    judged = {"base": (0.25, 1.0), "skill1": (0.5, 1.25), "skill2": (0.0, 0.5), "cat": (0.75, 1.75)}
+    for label, (acc, mean) in judged.items():
+        em, f1, contains = QABOT[label]
+        _eval(root, "qabot", label, "qabot_dnd", 0, "qa",
+              {"n": 4, "exact_match": em, "f1": f1, "contains": contains, "judge_n": 4, "judge_accuracy": acc,
+               "judge_mean_score": mean, "judge_unparseable": 1, "judge_unparseable_share": 0.25}, None)
+    path = root / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json"
+    _elo_file(path, bootstrap_elo(BATTLES, n_bootstrap=50, seed=0).to_dict())
+    data = json.loads(path.read_text())
+    data["metrics"]["position_bias"] = {"verdicts": 20, "first_position_win_share": 0.7,
+                                        "second_position_win_share": 0.2, "pairs_both_orders": 10,
+                                        "flipped_pairs": 4, "flip_share": 0.4}
+    path.write_text(json.dumps(data))
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    f5 = analysis.make("figure_5", "synthetic")
+    assert f5.numbers["judge_accuracy"]["mean"] == {lb: a for lb, (a, _) in judged.items()}
+    assert f5.numbers["judge_mean_score"]["mean"]["cat"] == 1.75 and "contains" not in f5.numbers
+    assert f5.numbers["judge_unparseable_share"]["mean"]["base"] == 0.25
+    f6 = analysis.make("figure_6a", "synthetic")
+    assert ("seed 0 judge position bias: Choice 1 won 70%, Choice 2 20% of 20 single-order verdicts; "
+            "4 of 10 pairs (40%) changed verdict with the order") in f6.notes
+
+
 def test_elo_file_without_battles_is_skipped_with_a_note(tree, tmp_path, monkeypatch):
     import shutil
 
@@ -218,8 +250,9 @@ def test_figure_10_grid_and_incomplete_method(env):
     assert "ties" not in overall and any(n.startswith("ties: left out") for n in out.notes)
 
 
-def test_table_3_learned_vs_static_paired(env):
-    out = analysis.make("table_3", "synthetic")
+def test_figure_9_learned_vs_static_paired(env):
+    out = analysis.make("figure_9", "synthetic")
+    assert [f.name for f in out.files] == ["figure_9.md", "figure_9.png", "figure_9.pdf"]
     row = out.numbers["math_code/gsm_hard"]
     # cat 1.0, 0.6, 0.8; static 0.6, 0.4, 0.8 -> differences 0.4, 0.2, 0.0
     assert row["learned"] == pytest.approx(0.8) and row["static"] == pytest.approx(0.6)
@@ -228,9 +261,9 @@ def test_table_3_learned_vs_static_paired(env):
     assert any(n.startswith("qabot: left out") for n in out.notes)
 
 
-def test_figure_9_mean_alphas(env):
-    out = analysis.make("figure_9", "synthetic")
-    assert [f.name for f in out.files] == ["figure_9_math_code.png", "figure_9_math_code.pdf"]
+def test_alphas_by_layer_mean_alphas(env):
+    out = analysis.make("alphas_by_layer", "synthetic")
+    assert [f.name for f in out.files] == ["alphas_by_layer_math_code.png", "alphas_by_layer_math_code.pdf"]
     # means of ALPHAS[0] and ALPHAS[1]: 0.3 0.7 0.4 0.6 0.4 0.6 0.2 0.8
     assert out.numbers["math_code"]["alpha_min"] == pytest.approx(0.2)
     assert out.numbers["math_code"]["alpha_max"] == pytest.approx(0.8)
@@ -251,8 +284,8 @@ def test_pdf_has_no_creation_date_and_is_reproducible(env):
     assert b"/CreationDate" not in first and first.startswith(b"%PDF")
     analysis.make("figure_4", "synthetic", verbose=False)
     assert (env / "figure_4.pdf").read_bytes() == first
-    analysis.make("figure_9", "synthetic", verbose=False)
-    assert b"/CreationDate" not in (env / "figure_9_math_code.pdf").read_bytes()
+    analysis.make("alphas_by_layer", "synthetic", verbose=False)
+    assert b"/CreationDate" not in (env / "alphas_by_layer_math_code.pdf").read_bytes()
 
 
 def test_missing_results_skip_with_the_file_names(env, tmp_path, monkeypatch, capsys):
@@ -325,15 +358,15 @@ def test_unknown_artifact_suggests():
         analysis.make("figure4", "synthetic")
 
 
-def test_figure_9_grid_by_hand():
-    from lorasoups.analysis.ablations import figure_9
+def test_alpha_heatmap_grid_by_hand():
+    from lorasoups.analysis.ablations import alpha_heatmap
 
     rows = [{"module": f"l{layer}.{kind}", "layer": layer, "kind": kind, "skill": skill, "alpha": a}
             for (layer, kind, skill, a) in [(0, "q_proj", "math", 0.1), (1, "q_proj", "math", 0.2),
                                             (0, "v_proj", "math", 0.3), (1, "v_proj", "math", 0.4),
                                             (0, "q_proj", "code", 0.9), (1, "q_proj", "code", 0.8),
                                             (0, "v_proj", "code", 0.7), (1, "v_proj", "code", 0.6)]]
-    fig = figure_9(rows, "t")
+    fig = alpha_heatmap(rows, "t")
     math_ax, code_ax = fig.axes[:2]
     assert math_ax.images[0].get_array().tolist() == [[0.1, 0.2], [0.3, 0.4]]  # rows: kinds, columns: layers
     assert code_ax.images[0].get_array().tolist() == [[0.9, 0.8], [0.7, 0.6]]

@@ -20,6 +20,7 @@ from lorasoups.data import (
     registry_table,
     to_conversational,
 )
+from lorasoups.data.loading import DROPPED_AS_DEMO
 
 MIRROR = mirror_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not Path(MIRROR).is_dir(), reason="data mirror absent")
@@ -71,8 +72,8 @@ def test_each_mirrored_dataset_loads(name):
         assert ds.column_names == list(KIND_COLUMNS[e.kind])
         ident = identity(ds)
         assert ident["source"] == "mirror" and ident["num_rows"] == len(ds) > 0
-        if e.role != "corpus" or split == "train":
-            total += len(ds)
+        if e.role != "corpus" or split == "train":  # + items left out for being their prompt's demo
+            total += len(ds) + len((ident.get("dropped") or {}).get(DROPPED_AS_DEMO, []))
     if e.mirror_size:  # the record counts stated in the mirror's SOURCE.md files
         assert total == e.mirror_size
 
@@ -89,7 +90,8 @@ def test_mirror_sizes_match_the_files_counted_independently():
     assert sum(sizes) == count("gsm8k/train.jsonl")
     assert len(load("qabot_dnd", "test", source="mirror")) == 50
     assert len(load("qabot_biology", "test", source="mirror")) == 45
-    assert len(load("bioasq_rc", "test", source="mirror")) == 201
+    # 201 in the file; its first item is rc.json's first demo, the 1-shot prompt's, so it is not scored
+    assert len(load("bioasq_rc", "test", source="mirror")) == count("lorasoups-paper/bioasq_rc_test.json") - 1 == 200
     assert len(load("count_format7", "test", source="mirror")) == 417
     raw = [json.loads(x) for x in (MIRROR / "alpaca-libre/alpaca_libre_tasks_v1.jsonl").read_text().splitlines()]
     ok = [r for r in raw if r["status"] == "ok" and r["output"].strip()]
@@ -278,12 +280,13 @@ def test_prompts_end_on_a_token_boundary(tiny):
 
 def test_pal_prompts_take_one_or_eight_shots():
     one = load("gsm_hard", "test", source="generated", size=2)
-    eight = load("gsm_hard", "test", source="generated", size=2, pal_shots=8)
+    eight = load("gsm_hard", "test", source="generated", size=2, shots=8)
     assert one[0]["prompt"].count("### Instruction:") == 2 and eight[0]["prompt"].count("### Instruction:") == 9
     assert eight[0]["prompt"].count("def solution():") == 8
     demos = load("pal_fewshot", "test", source="generated")
-    assert identity(eight)["pal_demos"] == {"source": "generated", "shots": 8, "ids": list(demos["id"])}
-    assert identity(one)["pal_demos"]["ids"] == [demos["id"][0]]
+    assert identity(eight)["demonstrations"] == {"dataset": "pal_fewshot", "source": "generated", "shots": 8,
+                                                 "ids": list(demos["id"])}
+    assert identity(one)["demonstrations"]["ids"] == [demos["id"][0]]
 
 
 def test_a_setting_refuses_fewer_than_two_or_repeated_skills():

@@ -2,6 +2,7 @@
 LoraHub, DATA-MIX. References are computed by hand from the tokenizer and the adapter tensors."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -348,3 +349,32 @@ def test_paper_defaults_map_onto_trl_sftconfig(tmp_path):
     assert getattr(cat_args.lr_scheduler_type, "value", cat_args.lr_scheduler_type) == "linear"
     assert cat_args.completion_only_loss is True
     assert SoupTrainConfig().recipe == "converge" and SoupTrainConfig(learning_rate=0.3).resolved().learning_rate == 0.3
+
+
+def test_skill_lengths_follow_the_paper_and_a_packed_corpus_keeps_every_token(tiny, tmp_path):
+    """§B.2: 100-token blocks for the QABot manual, 2048 for reading comprehension; a corpus is cut
+    into blocks (TRL's wrapped packing), never truncated: the blocks hold every token of the text."""
+    from lorasoups.stages.train import skill_sft
+
+    base = SftConfig(**FAST)
+    manual, squad, code = skill_sft(base, "dnd_manual"), skill_sft(base, "squad"), skill_sft(base, "code_alpaca")
+    assert (manual.max_length, manual.packing, manual.trainer["packing_strategy"]) == (100, True, "wrapped")
+    assert (squad.max_length, squad.packing) == (2048, False) and code == base
+    assert skill_sft(dataclasses.replace(base, lengths="uniform"), "dnd_manual").max_length == FAST["max_length"]
+    model, tok = tiny
+    texts = [" ".join(f"rule {i} says {j}" for j in range(60)) for i in range(3)]
+    cfg = dataclasses.replace(skill_sft(base, "dnd_manual"), max_length=20)
+    trainer = make_sft_trainer(model, tok, Dataset.from_list([{"text": t} for t in texts]), cfg, tmp_path / "p")
+    blocks = [r["input_ids"] for r in trainer.train_dataset]
+    want = sum(len(tok(t)["input_ids"]) + 1 for t in texts)  # + eos per document
+    assert all(len(b) <= 20 for b in blocks) and sum(map(len, blocks)) == want
+
+
+def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    long = [{"prompt": "word " * 40, "completion": " yes"} for _ in range(4)]
+    with pytest.raises(ConfigError, match="every one of the 4 training records lost its completion"):
+        train_sft(str(tiny_dir), Dataset.from_list(long), SftConfig(**{**FAST, "max_length": 16}), name="cut")
+    mixed = long[:1] + [{"prompt": "short", "completion": " yes"}] * 3
+    run = train_sft(str(tiny_dir), Dataset.from_list(mixed), SftConfig(**{**FAST, "max_length": 16}), name="cut2")
+    assert run.summary["records_without_completion"] == 1

@@ -89,14 +89,15 @@ notebook(
      ("figure_10c", "fig10c", "Figure 10c · trained on formats 2 + 4")],
 )
 notebook(
-    f"{NB}/ablations.ipynb", "Ablations (Table 3, Figure 9)",
-    "Is learning CAT's weights worth it over the static concatenation with alpha = 0.5 (Table 3, every "
-    "setting that has both), and what did CAT learn, layer by layer (Figure 9)?",
+    f"{NB}/ablations.ipynb", "Ablations (Figure 9, alpha by layer)",
+    "Is learning CAT's weights worth it over the static concatenation with alpha = 0.5 (the paper's Figure 9, "
+    "every setting that has both), and what did CAT learn, layer by layer? (The paper's Table 3, CAT vs "
+    "DATA-MIX on commonsense QA, needs hub data and is not reproduced.)",
     "`results/<profile>/eval/<setting>/{cat,cat_static}--<target>-s<seed>.json` and "
     "`results/<profile>/train/<setting>/cat--s<seed>.json` (its `metrics.alphas`).",
-    "`table_3.md`, `figure_9_<setting>.png`, `figure_9_<setting>.pdf`.",
-    [("table_3", "table3", "Table 3 · learned vs. static CAT"),
-     ("figure_9", "fig9", "Figure 9 · learned alpha per layer and skill")],
+    "`figure_9.md`, `figure_9.png`, `figure_9.pdf`, `alphas_by_layer_<setting>.png`, `alphas_by_layer_<setting>.pdf`.",
+    [("figure_9", "fig9", "Figure 9 · learned vs. static CAT"),
+     ("alphas_by_layer", "alphas", "Learned alpha per layer and skill")],
 )
 notebook(
     f"{NB}/beyond.ipynb", "Beyond the paper (configs/beyond/)",

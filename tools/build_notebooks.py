@@ -57,13 +57,21 @@ def main() -> None:
         "03_train_datamix.ipynb", "train_datamix", "03 · Train the DATA-MIX baselines",
         "DATA-MIX, both variants of the paper: (a) one LoRA of rank k·r on the concatenated skill data; "
         "(b) sequential continual training (corpus LoRA merged into the base, then one epoch on the "
-        "instruction data), for the settings whose first skill is a corpus.",
-        "`results/<profile>/train/<setting>/datamix{,_seq}--s<seed>.json`.",
+        "instruction data), for the settings whose first skill is a corpus. Then the trained controls of "
+        "`controls`: `cat_data_lora` (one rank-r LoRA on the CAT mixture alone: is CAT's gain its data?) and "
+        "`oracle` (a LoRA on the target task's own held-out data from its generated suite: is the setting "
+        "learnable at all?).",
+        "`results/<profile>/train/<setting>/{datamix,datamix_seq,cat_data_lora,oracle}--s<seed>.json`.",
         "from lorasoups.stages import train",
-        [("md", "## 1 · Train"),
+        [("md", "## 1 · Train DATA-MIX"),
          ("code", 'losses = {(setting, s): train.train_datamix(model, setting, s, cfg["data"], cfg["sft"], profile, exp.datamix)\n'
-                  "          for setting in exp.settings for s in exp.seeds}")],
-        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 2) for k, v in out.items() if v is not None})',
+                  "          for setting in exp.settings for s in exp.seeds}"),
+         ("md", "## 2 · Train the controls"),
+         ("code", 'controls = {(setting, s): train.train_controls(model, setting, s, cfg["data"], cfg["sft"], profile, exp)\n'
+                  "            for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n'
+        '    print(setting, f"seed {s}", {k: round(v, 2) for k, v in out.items() if v is not None},\n'
+        '          {k: round(v, 2) if isinstance(v, float) else v for k, v in controls[setting, s].items()})',
     )
     stage_notebook(
         "04_learn_cat.ipynb", "learn_cat", "04 · Learn CAT",
@@ -73,12 +81,21 @@ def main() -> None:
         "over it and the best by validation loss (`best_step`) is folded into one standard PEFT adapter of rank "
         "r1 + ... + rk. `eval_loss_before` is the validation loss at the initial alphas (equal: static CAT at 1/k); "
         "`max_drift/<skill>` is how far that skill's alpha moved (max over groups).",
-        "`results/<profile>/train/<setting>/cat--s<seed>.json` (with the learned alphas).",
+        "`results/<profile>/train/<setting>/cat--s<seed>.json` (with the learned alphas), and for the controls "
+        "`cat_random--s<seed>.json`, `random_alpha--s<seed>.json`.",
         "from lorasoups.stages import train",
         [("md", "## 1 · Learn the alphas"),
          ("code", 'losses = {(setting, s): train.learn_soup("cat", model, setting, s, cfg["data"], cfg["cat"], profile)\n'
-                  "          for setting in exp.settings for s in exp.seeds}")],
-        'for (setting, s), out in losses.items():\n    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.items() if v is not None})',
+                  "          for setting in exp.settings for s in exp.seeds}"),
+         ("md", "## 2 · The controls\n\n`cat_random`: the same recipe with skill `control_random_skill` replaced by a "
+                "random LoRA of its rank and per-module update norm (does the skill matter?). `random_alpha`: alpha "
+                "drawn as the released code's init (N(0, 1) logits, the run seed) and not trained (does learning "
+                "alpha matter?)."),
+         ("code", 'controls = {(setting, s): train.learn_controls(model, setting, s, cfg["data"], cfg["cat"], exp, profile)\n'
+                  "            for setting in exp.settings for s in exp.seeds}")],
+        'for (setting, s), out in losses.items():\n'
+        '    print(setting, f"seed {s}", {k: round(v, 3) for k, v in out.items() if v is not None},\n'
+        '          {k: round(v, 3) for k, v in controls[setting, s].items() if v is not None})',
     )
     stage_notebook(
         "05_merge_static.ipynb", "merge_static", "05 · Static merges and their sweeps",

@@ -30,8 +30,8 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "figure_10a": ("prompt_robustness", "make_figure_10a"),  # trained on formats 1 + 4
     "figure_10b": ("prompt_robustness", "make_figure_10b"),  # 1 + 2
     "figure_10c": ("prompt_robustness", "make_figure_10c"),  # 2 + 4
-    "figure_9": ("ablations", "make_figure_9"),
-    "table_3": ("ablations", "make_table_3"),
+    "figure_9": ("ablations", "make_figure_9"),  # learned vs static CAT (the paper's Table 3 is hub-only)
+    "alphas_by_layer": ("ablations", "make_alphas_by_layer"),
     # beyond the paper (configs/beyond/): one figure + summary.json per experiment
     "beyond_granularity": ("beyond", "make_beyond_granularity"),
     "beyond_rank": ("beyond", "make_beyond_rank"),

@@ -1,15 +1,14 @@
-"""Ablations: learned vs. static CAT (Table 3) and the learned alphas per layer (Figure 9).
+"""Ablations: learned vs. static CAT (the paper's Figure 9) and the learned alphas per layer.
 
-* Table 3: per setting and target, the primary metric of static CAT (alpha = 0.5) and learned CAT,
-  and the learned-minus-static difference paired by seed (mean [95% t-CI] over seeds). We could not
-  read the paper's Table 3 offline; the learned-vs-static comparison is the ablation its text
-  reports, so this table is that comparison.
-* Figure 9: the learned alpha per layer (x) and module kind (y), one panel per skill, averaged
-  over seeds, one file per setting (``figure_9_<setting>``). Which figure of the paper shows the
-  alphas we could not confirm; this is our closest experiment. It reads the rows of
-  :func:`lorasoups.merging.alphas_table` from the train result; it does not call
-  :func:`~lorasoups.merging.plot_alphas` because that draws one row per module (150 rows for a
-  30-layer model) with a one-line title, while a paper figure needs layers along x and the
+* Figure 9 (§5, "Learning the weights of CAT"): per setting and target, the primary metric of
+  static CAT (alpha = 0.5) and learned CAT, bars per panel and a table with the learned-minus-static
+  difference paired by seed (mean [95% t-CI] over seeds). The paper's Table 3 is a different
+  experiment (CAT vs DATA-MIX on two prompt versions of commonsense QA, hub-only data): not here.
+* ``alphas_by_layer``: the learned alpha per layer (x) and module kind (y), one panel per skill,
+  averaged over seeds, one file per setting (``alphas_by_layer_<setting>``); the paper shows no such
+  figure. It reads the rows of :func:`lorasoups.merging.alphas_table` from the train result; it does
+  not call :func:`~lorasoups.merging.plot_alphas` because that draws one row per module (150 rows
+  for a 30-layer model) with a one-line title, while a paper figure needs layers along x and the
   profile / model / seeds caption.
 """
 from __future__ import annotations
@@ -21,11 +20,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lorasoups.analysis import load
+from lorasoups.analysis.methods import method_scores, plot_method_bars
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
 from lorasoups.analysis.stats import fmt, mean_ci, seeds_text
 
-SETTINGS = ("math_code", "qabot", "reading_comprehension", "prompt_robustness")
+SETTINGS = ("math_code", "qabot", "reading_comprehension", "prompt_robustness", "prompt_robustness_1_4",
+            "prompt_robustness_2_4")
 #: module kinds top to bottom, in the order a decoder layer applies them
 KIND_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 #: the metric each task kind is compared on (QA: the judge when every result has it, else F1).
@@ -65,11 +66,11 @@ def learned_vs_static(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def table_3(rows: list[dict[str, Any]], profile: str) -> tuple[str, dict[str, Any]]:
+def figure_9_table(rows: list[dict[str, Any]], profile: str) -> tuple[str, dict[str, Any]]:
     """Markdown of :func:`learned_vs_static` rows and the numbers for the summary."""
     models = sorted({m for r in rows for m in r["models"]})
     lines = [
-        "**Table 3 (reproduction): learned vs. static CAT** (static: alpha = 0.5; difference paired by seed; "
+        "**Figure 9 (reproduction): learned vs. static CAT** (static: alpha = 0.5; difference paired by seed; "
         "mean [95% t-CI] over seeds)",
         f"_profile {profile} · model {', '.join(models)}_",
         "",
@@ -102,7 +103,7 @@ def mean_alphas(tables: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return [{**first[k], "alpha": sum(v) / len(v)} for k, v in values.items()]
 
 
-def figure_9(table: list[dict[str, Any]], title: str) -> Figure:
+def alpha_heatmap(table: list[dict[str, Any]], title: str) -> Figure:
     """Heatmap per skill: alpha by layer (x) and module kind (y), a shared colour scale."""
     skills = list(dict.fromkeys(r["skill"] for r in table))
     found = set(r["kind"] for r in table)
@@ -135,10 +136,10 @@ def figure_9(table: list[dict[str, Any]], title: str) -> Figure:
     return fig
 
 
-def make_table_3(profile: str, seeds: list[int] | None = None) -> Outcome:
+def make_figure_9(profile: str, seeds: list[int] | None = None) -> Outcome:
     from lorasoups.data.registry import get_setting
 
-    out = Outcome("table_3", "learned vs. static CAT", profile)
+    out = Outcome("figure_9", "learned vs. static CAT", profile)
     records, absent = [], []
     for setting in SETTINGS:
         s_seeds = load.resolve_seeds(profile, setting, seeds)
@@ -155,13 +156,21 @@ def make_table_3(profile: str, seeds: list[int] | None = None) -> Outcome:
     if not rows:
         out.missing, out.notes = absent, []
         return out
-    out.table, out.numbers = table_3(rows, profile)
-    out.files = [save_table(out.table, out.name, profile)]
+    out.table, out.numbers = figure_9_table(rows, profile)
+    panels = []
+    for row in rows:
+        recs = [r for r in records if (r["setting"], r["target"]) == (row["setting"], row["target"])
+                and r["seed"] in row["seeds"]]
+        panels.append((method_scores(recs, row["metric"]), f"{row['setting']} / {row['target']}: {row['metric']}"))
+    models = ", ".join(sorted({m for r in rows for m in r["models"]}))
+    fig = plot_method_bars(panels, f"Figure 9 (reproduction): learned vs. static CAT (alpha = 0.5)\n"
+                                   f"profile {profile} · model {models}")
+    out.files = [save_table(out.table, out.name, profile), *save_figure(fig, out.name, profile)]
     return out
 
 
-def make_figure_9(profile: str, seeds: list[int] | None = None) -> Outcome:
-    out = Outcome("figure_9", "learned CAT alpha per layer and module", profile)
+def make_alphas_by_layer(profile: str, seeds: list[int] | None = None) -> Outcome:
+    out = Outcome("alphas_by_layer", "learned CAT alpha per layer and module", profile)
     absent: list[Path] = []
     for setting in SETTINGS:
         s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
@@ -175,9 +184,9 @@ def make_figure_9(profile: str, seeds: list[int] | None = None) -> Outcome:
         models = ", ".join(sorted({r["model"] for r in recs}))
         seeds_txt = (f"seed {s_seeds[0]} (n=1)" if len(s_seeds) == 1
                      else f"mean over {len(s_seeds)} seeds ({', '.join(map(str, s_seeds))})")
-        title = (f"Figure 9 (reproduction): learned CAT alpha per layer, {setting}\n"
+        title = (f"Learned CAT alpha per layer, {setting}\n"
                  f"profile {profile} · model {models} · {seeds_txt}")
-        out.files += save_figure(figure_9(table, title), f"figure_9_{setting}", profile)
+        out.files += save_figure(alpha_heatmap(table, title), f"alphas_by_layer_{setting}", profile)
         vals = [r["alpha"] for r in table]
         out.numbers[setting] = {"alpha_min": min(vals), "alpha_max": max(vals), "alpha_mean": sum(vals) / len(vals),
                                 # a string: 3-digit rounding would show a barely trained CAT as exactly 0
@@ -189,4 +198,5 @@ def make_figure_9(profile: str, seeds: list[int] | None = None) -> Outcome:
     return out
 
 
-__all__ = ["figure_9", "learned_vs_static", "make_figure_9", "make_table_3", "mean_alphas", "primary_metric", "table_3"]
+__all__ = ["alpha_heatmap", "figure_9_table", "learned_vs_static", "make_alphas_by_layer", "make_figure_9",
+           "mean_alphas", "primary_metric"]

@@ -171,7 +171,9 @@ def elo_record(path: str | Path) -> dict[str, Any]:
     rec = {"setting": path.parent.name, "target": m["target"], "seed": int(m["seed"]), "elo": None,
            "n_battles": None, "model": model_name(data), "path": path,
            # who decided the battles: an LLM judge (its kind) or reference_f1 (no judge)
-           "decided_by": run.get("battles_decided_by") or run.get("judge") or "judge"}
+           "decided_by": run.get("battles_decided_by") or run.get("judge") or "judge",
+           # the LLM judge's order effects (judge.position_bias); None without an LLM judge
+           "position_bias": metrics.get("position_bias")}
     if elo is None:
         return rec
     if not isinstance(elo, dict):

@@ -1,7 +1,9 @@
 """QABot (setting ``qabot``, target ``qabot_dnd``): Figure 5, accuracy per method.
 
-The paper scores QABot answers with an LLM judge (QA judge, 0-2; accuracy = share judged
-correct). We could not read its Figure 5 offline; it is the QABot comparison of the methods, drawn
+The paper scores QABot answers with an LLM judge (Figure 11's QA judge, a 0-2 CORRECTNESS score;
+§C.2 reports accuracy). Here accuracy (``judge_accuracy``) is the share of judged items scored 2;
+1, 0 and unparseable verdicts count as not correct; the judge's mean 0-2 score over the parsed
+verdicts is reported beside it (``judge_mean_score``). We could not read its Figure 5 offline; it is the QABot comparison of the methods, drawn
 here as bars with a 95% t-CI over seeds. When no judge ran (the CPU smoke profile has none), the
 figure uses answer containment (the gold answer appears in the output, normalised) and says so in
 its axis label and title; token F1 is the second panel either way.
@@ -40,7 +42,12 @@ def figure_5(records: list[dict[str, Any]], profile: str) -> tuple[Figure, dict[
     f1 = method_scores(records, "f1")
     fig = plot_method_bars([(scores, METRIC_NAMES[metric]), (f1, METRIC_NAMES["f1"])], title,
                            skills=skill_names(SETTING, records))
-    return fig, {metric: headline(scores), "f1": headline(f1)}
+    numbers = {metric: headline(scores), "f1": headline(f1)}
+    if metric == "judge_accuracy":  # the mean 0-2 score and the unparseable share beside the accuracy
+        for key in ("judge_mean_score", "judge_unparseable_share"):
+            if all(isinstance(r["metrics"].get(key), int | float) for r in records):
+                numbers[key] = headline(method_scores(records, key))
+    return fig, numbers
 
 
 def make_figure_5(profile: str, seeds: list[int] | None = None) -> Outcome:

@@ -135,6 +135,17 @@ def _elo_records(profile: str, seeds: list[int]) -> tuple[list[dict[str, Any]], 
     return [r for r in recs if r["elo"] is not None], load.missing(files), empty
 
 
+def position_bias_notes(elo_record: dict[str, Any]) -> list[str]:
+    """One note on the pairwise judge's order effects in one ELO result (none without a judge)."""
+    pb = elo_record.get("position_bias")
+    if not pb or not pb.get("verdicts"):
+        return []
+    flips = (f"; {pb['flipped_pairs']} of {pb['pairs_both_orders']} pairs ({pb['flip_share']:.0%}) changed verdict "
+             "with the order" if pb.get("pairs_both_orders") else "")
+    return [f"seed {elo_record['seed']} judge position bias: Choice 1 won {pb['first_position_win_share']:.0%}, "
+            f"Choice 2 {pb['second_position_win_share']:.0%} of {pb['verdicts']} single-order verdicts{flips}"]
+
+
 def make_figure_6a(profile: str, seeds: list[int] | None = None) -> Outcome:
     seeds = load.resolve_seeds(profile, SETTING, seeds)
     out = Outcome("figure_6a", "reading comprehension ELO per method", profile)
@@ -147,6 +158,8 @@ def make_figure_6a(profile: str, seeds: list[int] | None = None) -> Outcome:
     out.numbers["elo_decided_by"] = elo[0]["decided_by"]
     if elo[0]["decided_by"].startswith("reference_"):
         out.notes.append("no LLM judge: ELO battles were decided by token overlap with the gold answer")
+    for r in elo:
+        out.notes += position_bias_notes(r)
     out.files = save_figure(fig, out.name, profile)
     return out
 
@@ -169,4 +182,7 @@ def make_table_2(profile: str, seeds: list[int] | None = None) -> Outcome:
     return out
 
 
-__all__ = ["REQUIRED", "battle_source", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "table_2"]
+__all__ = [
+    "REQUIRED", "battle_source", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "position_bias_notes",
+    "table_2",
+]

@@ -8,7 +8,7 @@ Stable entry points::
 """
 from lorasoups.data.config import DataConfig
 from lorasoups.data.errors import DataError
-from lorasoups.data.formatting import alpaca_prompt, pal_prompt, rc_instruction, to_conversational
+from lorasoups.data.formatting import alpaca_prompt, fewshot_prompt, rc_instruction, to_conversational
 from lorasoups.data.grammar import (
     GRAMMAR_FORMATS,
     PAPER_FORMATS,
@@ -22,7 +22,7 @@ from lorasoups.data.grammar import (
     sample_formats,
 )
 from lorasoups.data.leakage import check_leakage, find_leaks
-from lorasoups.data.loading import SOURCES, identity, load, mirror_root, registry_table
+from lorasoups.data.loading import SOURCES, demonstrations_for, identity, load, mirror_root, registry_table
 from lorasoups.data.mixture import cat_mixture
 from lorasoups.data.registry import KIND_COLUMNS, REGISTRY, SETTINGS, Entry, Setting, get_entry, get_setting
 from lorasoups.data.splits import SPLITS
@@ -30,7 +30,7 @@ from lorasoups.data.splits import SPLITS
 __all__ = [
     "DataConfig", "DataError", "Entry", "Field", "KIND_COLUMNS", "GRAMMAR_FORMATS", "PAPER_FORMATS", "PAPER_TEST_FORMATS",
     "PAPER_TRAIN_FORMATS", "PromptFormat", "REGISTRY", "SETTINGS", "SOURCES", "SPLITS", "Setting", "alpaca_prompt",
-    "cat_mixture", "check_leakage", "find_leaks", "get_entry", "get_setting", "identity", "load", "mirror_root",
-    "pal_prompt", "rc_instruction", "registry_table", "render", "render_count_prompt", "sample_format",
+    "cat_mixture", "check_leakage", "demonstrations_for", "fewshot_prompt", "find_leaks", "get_entry", "get_setting",
+    "identity", "load", "mirror_root", "rc_instruction", "registry_table", "render", "render_count_prompt", "sample_format",
     "sample_formats", "to_conversational",
 ]

@@ -17,8 +17,10 @@ class DataConfig:
     """Seed for generated content, carved splits and the CAT mixture."""
     smoke_size: int = 32
     """Records per generated skill split in the smoke profile (also caps mirror splits there)."""
-    full_size: int | None = 4000
-    """Records per generated skill split in the full profile; None keeps whole mirror/hub splits."""
+    full_size: int | None = None
+    """Records per skill split in the full profile: None keeps the whole dataset the source holds
+    (mirror/hub splits whole; a generated split at its registry ``generated_size``), the paper's
+    recipe. A number caps every skill; a profile that sets one says why in a comment."""
     eval_smoke_size: int = 16
     """Records per target test set in the smoke profile."""
     eval_full_size: int | None = None

@@ -10,7 +10,9 @@ Record shapes (all columns are plain strings unless noted):
 * Corpus records: ``id``, ``text`` (language-model loss on everything).
 * Evaluation records: the SFT columns plus ``answer`` (the gold answer as text) and task columns:
   ``question`` and ``target`` (float) and ``code`` (reference program, may be empty) for program
-  tasks; ``question`` and ``context`` for QA; ``format`` for the prompt-format tasks.
+  tasks; ``question`` and ``context`` for QA; ``format`` for the prompt-format tasks. A target
+  with demonstrations (registry ``demos``: GSM-Hard, QABot, BioASQ) has a few-shot ``prompt``
+  (:func:`fewshot_prompt`); training records are always zero-shot.
 """
 from __future__ import annotations
 
@@ -62,16 +64,20 @@ def pal_completion(code: str) -> str:
     return f"{PAL_PREFIX}```\n{code.strip(chr(10))}\n```"
 
 
-def pal_prompt(question: str, demos: Sequence[dict[str, Any]] = (), n_shots: int = 1) -> str:
-    """Program-aided prompt: ``n_shots`` demonstrations (instruction + PAL program) then the question.
+def fewshot_prompt(instruction: str, demos: Sequence[dict[str, Any]] = (), n_shots: int = 1) -> str:
+    """A target's prompt: ``n_shots`` demonstrations, each its instruction in the Alpaca template
+    followed by its answer, then the item's own Alpaca prompt (what a zero-shot prompt would be).
 
-    The paper used 8 shots for the base model and 1 for trained models. ``demos`` are records of
-    ``load("pal_fewshot", "test")`` (``instruction`` and ``completion``).
+    ``demos`` are records of a few-shot entry (``load("pal_fewshot" | "qa_fewshot" | "rc_fewshot",
+    "test")``: ``instruction`` and ``completion``). GSM-Hard: PAL programs, 8 shots for the base
+    model and 1 for trained models (§5.1, §B.2); QABot and BioASQ: 1 shot for every model (§B.2).
+    The authors' code wraps its demos in a header of its own; we keep the Alpaca template the
+    models were trained with, so a demonstration reads exactly like a training example.
     """
     if n_shots > len(demos):
-        raise ValueError(f"pal_prompt: {n_shots} shots requested but only {len(demos)} demonstrations given")
+        raise ValueError(f"fewshot_prompt: {n_shots} shots requested but only {len(demos)} demonstrations given")
     shots = "".join(alpaca_prompt(d["instruction"]) + d["completion"] + "\n\n" for d in demos[:n_shots])
-    return shots + alpaca_prompt(question)
+    return shots + alpaca_prompt(instruction)
 
 
 def clean_gsm8k_solution(answer: str) -> tuple[str, str]:

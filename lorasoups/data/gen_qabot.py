@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-GENERATOR_VERSION = "qabot-2"  # 2: gold answers are the asked-for fact, not a sentence
+GENERATOR_VERSION = "qabot-3"  # 2: gold answers are the asked-for fact, not a sentence; 3: QA demos are questions
 
 _SYL = ("vor", "zen", "tri", "kal", "mun", "dex", "lor", "pha", "quin", "sor", "tal", "vex", "bri", "nol", "gar",
         "ost", "rim", "ulo", "yan", "fen")
@@ -203,6 +203,12 @@ def draw_instruction(rng: random.Random) -> dict[str, str]:
 
 
 def qa_fewshot() -> list[dict[str, Any]]:
-    """A few fixed instruction demonstrations (the generated counterpart of the paper's qa.json)."""
+    """Four fixed demonstrations in the style of the paper's qa.json (the generated QABot target's
+    1-shot prompt uses the first): a closed-book question with no input, answered in a sentence."""
     rng = random.Random("qa-fewshot")
-    return [draw_instruction(rng) for _ in range(4)]
+    out: list[dict[str, Any]] = []
+    while len(out) < 4:
+        t = draw_instruction(rng)
+        if not t["input"] and t["instruction"].endswith("?") and t not in out:
+            out.append(t)
+    return out

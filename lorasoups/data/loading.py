@@ -27,6 +27,8 @@ from lorasoups.data.splits import SPLITS, carve
 SOURCES = ("auto", "hub", "mirror", "generated")
 #: Fraction of a corpus shown as its validation split (a subset of train: corpora are memorised).
 CORPUS_VAL_FRACTION = 0.05
+#: Key of ``identity(ds)["dropped"]`` listing the items left out for being a demo of their own prompt.
+DROPPED_AS_DEMO = "a demonstration of the prompt (ids)"
 
 
 class SourceUnavailable(DataError):
@@ -131,15 +133,65 @@ def _from_generator(entry: Entry, split: str, seed: int, size: int | None) -> tu
                   "split_spec": spec, "stand_in": f"generated offline miniature of '{entry.name}'"}
 
 
-def _pal_demos(source: str, root: Path | None, seed: int) -> tuple[list[dict], str]:
-    """PAL demonstrations matching the data's source: the paper's from the mirror, else generated."""
-    entry = get_entry("pal_fewshot")
+def demonstrations_for(name: str, source: str, root: Path | None = None,
+                       seed: int = 0) -> tuple[list[dict], str, str] | None:
+    """The demonstrations that prefix target ``name``'s prompts (its registry ``demos`` entry),
+    matching where the target's data came from (``source``): the paper's, from the mirror, when
+    it came from the hub or the mirror; else that entry's generated ones, of the same kind (PAL
+    programs, closed-book questions, context + question). Returns (records, demo entry, demo
+    source), or None for a target without demonstrations (and for every skill or corpus)."""
+    entry = get_entry(name)
+    if not entry.demos:
+        return None
+    fewshot = get_entry(entry.demos)
     if source != "generated" and root is not None:
         try:
-            return _from_mirror(entry, "test", seed, 0, 0, root)[0], "mirror"
+            return _from_mirror(fewshot, "test", seed, 0, 0, root)[0], fewshot.name, "mirror"
         except SourceUnavailable:
             pass
-    return _from_generator(entry, "test", seed, None)[0], "generated"
+    return _from_generator(fewshot, "test", seed, None)[0], fewshot.name, "generated"
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).split()).lower()
+
+
+def _with_demos(entry: Entry, recs: list[dict], src: str, root: Path | None, seed: int, shots: int,
+                meta: dict[str, Any]) -> list[dict]:
+    """``recs`` with ``shots``-shot prompts (:func:`demonstrations_for`), recorded in ``meta``.
+
+    No demonstration may be a scored item: a record whose instruction is, whitespace and case
+    aside, a demonstration's in its own prompt is left out and counted in ``meta['dropped']``.
+    The one case in the paper's data: rc.json's first demo (rc-0) is BioASQ test item 1, so the
+    mirrored BioASQ target scores 200 of its 201 items. Why rc-0 rather than rc-1 (the other
+    demo, qa.json's "three primary colors" without a context): the paper prompts 1-shot "to
+    ensure the output is of consistent format" (§B.2) and rc-0 is the only demo in the test's own
+    context-and-question layout; it is also the first demo of the authors' RC prompt (their code
+    prepends both, 2 shots, against the paper's 1), so we keep their leading demo and drop the
+    other. A demo's answer is its record's ``completion`` (rc.json's ``answer``, without the
+    "the correct answer is" of its ``output``): the form of the gold answers and of the SQuAD
+    skill's completions.
+    """
+    found = demonstrations_for(entry.name, src, root, seed)
+    if found is None or shots <= 0:
+        return recs
+    demos, demo_entry, demo_src = found
+    if shots > len(demos):
+        raise DataError(f"dataset '{entry.name}': {shots} shots requested but '{demo_entry}' has only "
+                        f"{len(demos)} demonstrations")
+    used = demos[:shots]
+    seen = {_norm(d["instruction"]): str(d["id"]) for d in used}
+    kept, dropped = [], []
+    for r in recs:
+        if _norm(r["instruction"]) in seen:
+            dropped.append(f"{r['id']} (= {seen[_norm(r['instruction'])]})")
+        else:
+            kept.append({**r, "prompt": F.fewshot_prompt(r["instruction"], used, shots)})
+    meta["demonstrations"] = {"dataset": demo_entry, "source": demo_src, "shots": shots,
+                              "ids": [str(d["id"]) for d in used]}
+    if dropped:
+        meta["dropped"] = {**(meta.get("dropped") or {}), DROPPED_AS_DEMO: dropped}
+    return kept
 
 
 def load(
@@ -152,15 +204,18 @@ def load(
     mirror: str | Path | None = None,
     val_fraction: float = 0.05,
     test_fraction: float = 0.05,
-    pal_shots: int = 1,
+    shots: int = 1,
 ) -> datasets.Dataset:
     """One split of a registry dataset as a ``datasets.Dataset`` of formatted records.
 
     ``source="auto"`` tries the hub, then the mirror, then the generator, moving on only when a
     source is *absent* (hub unreachable, no mirror directory); a broken mirror file is an error,
     never a silent fallback. ``seed`` fixes generated content and carved splits; ``size`` caps the
-    number of records (generated: how many to make). Program targets get a ``pal_shots``-shot
-    PAL prompt (the paper: 1 for trained models, 8 for the base model).
+    number of records (generated: how many to make). A target with demonstrations (registry
+    ``demos``) gets a ``shots``-shot prompt, every split of it (so tuning examples read like the
+    scored ones): the paper's 1 shot for every model, 8 PAL shots for the base model on GSM-Hard
+    (``lorasoups.stages.evaluate.BASE_PAL_SHOTS``); skills and corpora stay zero-shot. The
+    identity's ``demonstrations`` records the demo entry, its source, the shots and the ids.
     """
     entry = get_entry(name)
     if split not in SPLITS:
@@ -194,12 +249,9 @@ def load(
         break
     else:
         raise DataError(f"dataset '{name}': no source available: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    recs = _with_demos(entry, recs, src, root, seed, shots, meta)
     if size is not None:
         recs = recs[:size]
-    if entry.kind == "program":
-        demos, demo_src = _pal_demos(src, root, seed)
-        recs = [{**r, "prompt": F.pal_prompt(r["question"], demos, pal_shots)} for r in recs]
-        meta["pal_demos"] = {"source": demo_src, "shots": pal_shots, "ids": [str(d["id"]) for d in demos[:pal_shots]]}
     where = f"dataset '{name}' split '{split}' from {src}"
     if not recs:
         raise DataError(f"{where}: no records")

@@ -260,7 +260,19 @@ READERS: dict[str, Callable[[Entry, list[Path]], Pools]] = {
 }
 
 
+def demo_id(entry: Entry, i: int) -> str:
+    """The id of a few-shot file's ``i``-th demonstration (0-based): ``pal-0``, ``qa-3``, ``rc-1``.
+
+    The paper's few-shot files carry no ids; the position in the file is what its code uses
+    (``qa.json[:1]`` for QA), so it is the id prompts record."""
+    return f"{entry.name.removesuffix('_fewshot')}-{i}"
+
+
 def read(entry: Entry, root: Path) -> Pools:
     """Pools of formatted records for ``entry`` from the mirror at ``root``."""
     files = check_files(entry, root)
-    return READERS[entry.name](entry, files)
+    pools = READERS[entry.name](entry, files)
+    if entry.role == "fewshot":
+        pools = {k: [{**r, "id": demo_id(entry, i)} for i, r in enumerate(v)] if k != "_dropped" else v
+                 for k, v in pools.items()}
+    return pools

@@ -54,6 +54,14 @@ class Entry:
     license: str = ""
     splits: tuple[str, ...] = ("train", "validation", "test")
     extra: dict[str, Any] = field(default_factory=dict)
+    max_length: int | None = None
+    """Training sequence length the paper used for this data (§B.2: 2048 for reading comprehension;
+    short, {20, 100}, for the QABot manuals, "better at memorizing minute details"); None:
+    ``sft.max_length``. Applied to the skill LoRA (a target's: to its oracle) unless ``sft.lengths: uniform``."""
+    demos: str | None = None
+    """A target's few-shot entry (role ``fewshot``): ``load`` prefixes each of its prompts with the
+    first ``shots`` demonstrations of it, from the mirror when the target's data came from the hub
+    or the mirror, else from its generator (:func:`lorasoups.data.loading.demonstrations_for`)."""
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -95,7 +103,10 @@ _ENTRIES = [
     Entry("gsm_hard", "Target: GSM-Hard (GSM8K test with large numbers), answered by a PAL program", "math_code",
           "target", "program", "1.0", paper_size=1319, hub_id="reasoning-machines/gsm-hard",
           mirror_files=(P + "gsm_hard_test.json", "gsm-hard/gsmhardv2.jsonl"), mirror_size=1319,
-          generator="math_hard", generated_size=200, license="Apache-2.0 (PAL)", splits=_TARGET),
+          generator="math_hard", generated_size=200, license="Apache-2.0 (PAL)", splits=_TARGET,
+          demos="pal_fewshot"),
+    # Few-shot entries: the mirror's records are given ids by position in the file (pal-0 ..
+    # pal-7, qa-0 .. qa-3, rc-0, rc-1: lorasoups.data.mirror.read), which prompts record.
     Entry("pal_fewshot", "The 8 PAL demonstrations (question + def solution() program)", "math_code", "fewshot",
           "fewshot", "1.0", paper_size=8, mirror_files=(P + "few_shot/math.json",), mirror_size=8,
           generator="pal_demos", generated_size=8, license="Apache-2.0 (PAL prompts)", splits=("test",),
@@ -104,12 +115,13 @@ _ENTRIES = [
     Entry("dnd_manual", "QABot skill 1: the D&D rules manual (System Reference Document) as text", "qabot", "corpus",
           "corpus", "1.0", mirror_files=(P + "dnd_manual.txt",), mirror_size=None, generator="manual_corpus",
           license="SRD text of Wizards of the Coast (OGL/CC BY 4.0); released with the paper's code",
-          missing="no hub copy of the paper's text", splits=("train", "validation")),
+          missing="no hub copy of the paper's text", splits=("train", "validation"), max_length=100),
     Entry("biology_chapter", "QABot skill 1 (biology): a biology textbook chapter as text", "qabot", "corpus",
           "corpus", "1.0", mirror_files=(P + "qabot_biology_test.json",),
           mirror_note="stand-in: the page contexts attached to the biology questions (the chapter is not released)",
           generator="manual_corpus_b", license="as the paper's release (no license file)",
-          missing="the chapter text is in neither the hub nor the mirror", splits=("train", "validation")),
+          missing="the chapter text is in neither the hub nor the mirror", splits=("train", "validation"),
+          max_length=100),
     Entry("alpaca", "QABot skill 2: instruction following (Stanford Alpaca)", "qabot", "skill", "sft", "1.0",
           paper_size=52_002, hub_id="tatsu-lab/alpaca", mirror_files=("alpaca-libre/alpaca_libre_tasks_v1.jsonl",),
           mirror_size=1173, mirror_note="stand-in: alpaca-libre tasks with status 'ok' and a non-empty output",
@@ -120,26 +132,30 @@ _ENTRIES = [
           generator="instructions", license="MIT (data CC0)", missing="no hub copy is known"),
     Entry("qabot_dnd", "Target: closed-book questions on the D&D manual, with page context for the judge", "qabot",
           "target", "qa", "1.0", paper_size=50, mirror_files=(P + "qabot_dnd_test.json",), mirror_size=50,
-          generator="manual_questions", generated_size=40, splits=_TARGET,
+          generator="manual_questions", generated_size=40, splits=_TARGET, demos="qa_fewshot",
           license="as the paper's release (no license file)", missing="not on the hub"),
     Entry("qabot_biology", "Target: closed-book questions on the biology chapter", "qabot", "target", "qa", "1.0",
           paper_size=45, mirror_files=(P + "qabot_biology_test.json",), mirror_size=45,
-          generator="manual_questions_b", generated_size=40, splits=_TARGET,
+          generator="manual_questions_b", generated_size=40, splits=_TARGET, demos="qa_fewshot",
           license="as the paper's release (no license file)", missing="not on the hub"),
+    # The paper's QA prompt is 1-shot (§B.2); its code prepends qa.json's first demo (qa-0).
     Entry("qa_fewshot", "4 instruction-following demonstrations used by the paper's QA prompts", "qabot", "fewshot",
           "sft", "1.0", paper_size=4, mirror_files=(P + "few_shot/qa.json",), mirror_size=4,
           generator="qa_demos", generated_size=4, splits=("test",), license="CC BY-NC 4.0 (Alpaca items)"),
     # ---- reading comprehension ------------------------------------------------------------------
     Entry("biomed_textbooks", "RC skill 1: biomedical textbook corpus", "reading_comprehension", "corpus", "corpus",
-          "1.0", generator="jargon_corpus", generated_size=60, splits=("train", "validation"),
+          "1.0", generator="jargon_corpus", generated_size=60, splits=("train", "validation"), max_length=2048,
           missing="the paper's bioasq_train_textbooks.txt is not in the stored release and has no known hub id"),
     Entry("squad", "RC skill 2: open-book QA (SQuAD v2)", "reading_comprehension", "skill", "sft", "1.0",
-          paper_size=130_319, hub_id="rajpurkar/squad_v2", generator="open_book_qa",
+          paper_size=130_319, hub_id="rajpurkar/squad_v2", generator="open_book_qa", max_length=2048,
           license="CC BY-SA 4.0", missing="SQuAD v2 is not in the mirror"),
     Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
           "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json",), mirror_size=201,
-          generator="jargon_questions", generated_size=200, splits=_TARGET,
+          generator="jargon_questions", generated_size=200, splits=_TARGET, demos="rc_fewshot", max_length=2048,
           license="BioASQ terms of use; released with the paper's code", missing="not on the hub"),
+    # rc-0 (a context + question in the test file's own layout) is the BioASQ prompt's demo; it is
+    # also the test file's first item, which load() therefore leaves out of the scored set (200 of
+    # 201). rc-1 is qa.json's "three primary colors" with no context (see loading.load).
     Entry("rc_fewshot", "2 reading-comprehension demonstrations", "reading_comprehension", "fewshot", "qa", "1.0",
           paper_size=2, mirror_files=(P + "few_shot/rc.json",), mirror_size=2, generator="rc_demos",
           generated_size=2, splits=("test",), license="as the paper's release"),

@@ -163,8 +163,12 @@ def reference_battles(
                 rows.append({"index": i, "model_a": a, "model_b": b, "winner": winner,
                              f"{metric}_a": sa, f"{metric}_b": sb})
     battles = [Battle(r["model_a"], r["model_b"], r["winner"]) for r in rows]
-    summary = {"judgments": len(rows), "battles": len(battles), "unparseable": 0,
-               "judge_model": f"reference-{metric} (no LLM judge)", "both_orders": False}
+    name = "token F1" if metric == "f1" else "exact match"
+    summary = {"pairs": len(rows), "judgments": len(rows), "battles": len(battles), "unparseable": 0,
+               "judge_model": f"reference-{metric} (no LLM judge)", "both_orders": False,
+               "battle_rule": f"offline, no LLM judge: the answer with the higher {name} against the gold "
+                              "answer wins, equal scores tie (order-free, so no position bias); not the "
+                              "paper's GPT-4 judge"}
     return battles, rows, summary
 
 

@@ -2,18 +2,24 @@
 OpenAI-compatible endpoint: the OpenAI API (GPT-4 class models for the paper's numbers), or a local
 ``transformers serve`` for users without an API key (see :func:`local_server`).
 
-* QA judge: scores one answer 0-2 against the question, its context and the gold answer.
-* Pairwise judge: scores two answers 0-3 each and names the better one; the battles feed
-  :mod:`lorasoups.evaluation.elo`.
+* QA judge (QABot, §C.2): scores one System Answer 0-2 for CORRECTNESS against the Context, the
+  Question and the Gold Answer. The paper reports "accuracy"; here that is the share of items
+  scored 2 (see :data:`QA_SCALE`, :func:`qa_metrics`).
+* Pairwise judge (reading comprehension, §5.3 / §C.3): scores Choice 1 and Choice 2 0-3 for
+  CORRECTNESS with half points, then names the better one; every pair is judged in both orders and
+  the two verdicts are combined into one battle (:func:`combine_orders`) that feeds
+  :mod:`lorasoups.evaluation.elo`, with the judge's position bias reported
+  (:func:`position_bias`).
+
+The prompt texts are Figure 11's wording verbatim (from the paper's text; the extraction's
+"CORRECINESS"/"Ouestion" typos fixed; the line breaks are ours). The figure shows no system message,
+so none is sent.
 
 Every judgment is cached on disk keyed by (prompt, model), so none is requested twice; timeouts,
 rate limits, connection and server errors are retried with exponential backoff; replies that do
 not parse are counted and reported (``None`` scores), never silently scored. The API key is read
 from the environment (``OPENAI_API_KEY`` unless configured otherwise) or passed in, is never
 stored in a config or result, and is redacted from every error message.
-
-The prompt wording follows the structure of the paper's Figure 11 (roles, inputs, scales, and a
-final machine-readable line); the figure's exact text was not available offline, so it is ours.
 """
 from __future__ import annotations
 
@@ -78,96 +84,213 @@ class JudgeConfig:
 
 
 # --------------------------------------------------------------------------- prompts (Figure 11)
-QA_SYSTEM = "You are a careful, impartial grader of answers to questions about a document."
-QA_TEMPLATE = """Please act as an impartial judge and evaluate the answer given by an AI assistant to the question below.
-The question was asked about the context shown. A correct reference answer is also provided.
+#: Figure 11 shows the judge prompts alone, no system message: none is sent.
+QA_SYSTEM: str | None = None
+PAIR_SYSTEM: str | None = None
 
-[Context]
-{context}
+#: Figure 11, "Question-answer judge prompt" (QABot).
+QA_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the answers. You will receive four items: Context, Question, Gold Answer, and System Answer. Your task is to assess the System Answer in terms of CORRECTNESS. You MUST read and understand the Context and assess the System Answer with respect to the information in the Context. To help you with evaluation, we provide the Gold Answer. The Gold Answer is an approximately correct answer. Use it as a reference for spotting CORRECTNESS errors but you should judge based on the provided Context. You should give a score from 0 to 2 for CORRECTNESS to the System Answer.
+Here is the Context: {context}
+Here is the Question: {question}
+Here is the Gold Answer: {gold}
+Here is the System Answer: {answer}
+Please present your scores as follows:
+Score: x"""
 
-[Question]
-{question}
+#: Figure 11, "Reading comprehension judge prompt" (pairwise, BioASQ).
+PAIR_TEMPLATE = """Please act as an impartial judge and evaluate the quality of the answers. You will receive five items: Context, Question, Gold Answer, Choice 1, and Choice 2. Your task is to assess which among Choice 1 and Choice 2 in terms of CORRECTNESS. You MUST read and understand the Context and assess the Choice answers with respect to the information in the Context. To help you with evaluation, we provide the Gold Answer. The Gold Answer has been checked by experts and is 100% correct. Use it as a reference for spotting CORRECTNESS errors. You should give a score from 0 to 3 for CORRECTNESS to Choice 1 and Choice 2. Half points are allowed. Then you must say which choice was better.
+Here is the Context: {context}
+Here is the Question: {question}
+Here is the Gold Answer: {gold}
+Here is Choice 1: {choice1}
+Here is Choice 2: {choice2}
+Please present your scores as follows:
+Choice 1: x/3
+Choice 2: x/3
+Choice _ is better"""
 
-[Reference answer]
-{gold}
-
-[Assistant's answer]
-{answer}
-
-Score the assistant's answer against the context and the reference answer:
-2 = correct and complete,
-1 = partially correct or incomplete,
-0 = wrong, irrelevant, or not supported by the context.
-Briefly explain your reasoning, then give the score on the last line exactly as "Score: <0, 1 or 2>"."""
-
-PAIR_SYSTEM = "You are a careful, impartial judge comparing two answers to the same question."
-PAIR_TEMPLATE = """Please act as an impartial judge and compare the answers of two AI assistants to the question below.
-{context_block}[Question]
-{question}
-{gold_block}
-[Answer A]
-{answer_a}
-
-[Answer B]
-{answer_b}
-
-Score each answer for correctness, helpfulness and relevance on a scale from 0 to 3
-(0 = wrong or useless, 1 = mostly wrong, 2 = mostly right, 3 = fully correct and helpful).
-Do not let the order of the answers or their length influence you.
-Briefly explain, then end with exactly these three lines:
-Score A: <0-3>
-Score B: <0-3>
-Better: <A, B or tie>"""
+#: How the QA judge's 0-2 CORRECTNESS score becomes the paper's QABot "accuracy" (§C.2: "we use
+#: accuracy as the metric using the QA judge prompt in Figure 11"). Figure 11 names only the range,
+#: not the levels; the labels are ours: only the top of the scale counts as correct.
+QA_SCALE = {
+    "2": "correct (counts for accuracy)",
+    "1": "partially correct (not counted as correct)",
+    "0": "incorrect (not counted as correct)",
+    "unparseable": "no score in the reply (not counted as correct; kept in the denominator)",
+}
+#: The pairwise judge's scale (Figure 11): 0-3 per choice, half points allowed.
+PAIR_SCALE = "0-3 CORRECTNESS per choice, half points allowed (Figure 11)"
+#: How one battle comes out of the two orders (:func:`combine_orders`).
+BATTLE_RULE = ("each pair judged as (A, B) and (B, A); a player's score is the mean of its two 0-3 "
+               "scores; the higher mean wins, equal means tie; unparseable when any of the four "
+               "scores is missing. The 'Choice _ is better' line is recorded, not used.")
 
 
 def qa_prompt(question: str, context: str, gold: str, answer: str) -> str:
     """The QA judge prompt (0-2) for one answer."""
-    return QA_TEMPLATE.format(context=context.strip(), question=question.strip(), gold=gold.strip(),
+    return QA_TEMPLATE.format(context=(context or "").strip(), question=question.strip(), gold=gold.strip(),
                               answer=answer.strip())
 
 
-def pair_prompt(question: str, answer_a: str, answer_b: str, context: str | None = None,
+def pair_prompt(question: str, choice1: str, choice2: str, context: str | None = None,
                 gold: str | None = None) -> str:
-    """The pairwise judge prompt (0-3 each, and the better one)."""
-    return PAIR_TEMPLATE.format(
-        context_block=f"\n[Context]\n{context.strip()}\n\n" if context else "\n",
-        question=question.strip(),
-        gold_block=f"\n[Reference answer]\n{gold.strip()}\n" if gold else "",
-        answer_a=answer_a.strip(), answer_b=answer_b.strip(),
-    )
+    """The pairwise judge prompt (0-3 each with half points, then the better choice). Figure 11
+    always has a Context and a Gold Answer; a missing one is shown empty."""
+    return PAIR_TEMPLATE.format(context=(context or "").strip(), question=question.strip(),
+                                gold=(gold or "").strip(), choice1=choice1.strip(), choice2=choice2.strip())
 
 
 # --------------------------------------------------------------------------- parsing
-_QA_SCORE = re.compile(r"score\s*[:=]?\s*\**\s*([0-2])(?![\d.])", re.I)
-_PAIR_A = re.compile(r"score\s*a\s*[:=]\s*\**\s*([0-3])(?![\d.])", re.I)
-_PAIR_B = re.compile(r"score\s*b\s*[:=]\s*\**\s*([0-3])(?![\d.])", re.I)
-_BETTER = re.compile(r"better\s*(?:answer)?\s*[:=]\s*\**\s*(answer\s*)?(a|b|tie)\b", re.I)
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_OUT_OF = r"(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?"
+
+
+def _labelled(label: str, colon: str) -> re.Pattern[str]:
+    return re.compile(rf"{label}\s*\**\s*{colon}\s*\**\s*{_NUMBER}{_OUT_OF}", re.I)
+
+
+_SCORE = _labelled(r"\bscore", "[:=]?")
+_CHOICE = {1: _labelled(r"\bchoice\s*1", "[:=]"), 2: _labelled(r"\bchoice\s*2", "[:=]")}
+_BETTER = re.compile(r"\bchoice\s*\**\s*([12])\s*\**\s*is\s+(?:the\s+)?better", re.I)
+
+
+def _on_scale(value: str, out_of: str | None, top: int, halves: bool) -> float | None:
+    v = float(value)
+    if out_of and float(out_of) != top:
+        return None  # "x/5" on a 0-3 scale: not the requested format
+    steps = 2 * v if halves else v
+    return v if 0 <= v <= top and steps == int(steps) else None
+
+
+def parse_scaled(reply: str, pattern: re.Pattern[str], top: int, halves: bool) -> float | None:
+    """The last ``<label>: N`` (or ``N/top``) that ``pattern`` finds, when N is on the 0..``top``
+    scale (in steps of 0.5 with ``halves``, else whole numbers); else None. A last score off the
+    scale is unparseable, not replaced by an earlier one."""
+    found = pattern.findall(reply or "")
+    return _on_scale(*found[-1], top, halves) if found else None
 
 
 def parse_qa_score(reply: str) -> int | None:
-    """The last ``Score: N`` (N in 0-2) in the reply, or a reply that is just the digit; else None."""
-    found = _QA_SCORE.findall(reply or "")
-    if found:
-        return int(found[-1])
+    """The last ``Score: N`` (Figure 11's format; ``N/2`` too) with N in 0, 1, 2, or a reply that is
+    just the digit; else None. Figure 11 allows half points only in the pairwise prompt, so
+    ``Score: 1.5`` is off the QA scale: unparseable."""
+    v = parse_scaled(reply, _SCORE, 2, halves=False)
+    if v is not None:
+        return int(v)
+    if _SCORE.search(reply or ""):
+        return None
     bare = (reply or "").strip().strip(".*")
     return int(bare) if bare in {"0", "1", "2"} else None
 
 
-def parse_pair(reply: str) -> tuple[int | None, int | None, str | None]:
-    """(score A, score B, winner) with winner ``model_a``/``model_b``/``tie``; None where absent.
-
-    The named ``Better:`` wins; without it, the scores decide. Both missing: unparseable.
-    """
-    a = _PAIR_A.findall(reply or "")
-    b = _PAIR_B.findall(reply or "")
-    sa, sb = (int(a[-1]) if a else None), (int(b[-1]) if b else None)
+def parse_pair(reply: str) -> tuple[float | None, float | None, str | None]:
+    """(score of Choice 1, score of Choice 2, better) from Figure 11's ``Choice 1: x/3`` /
+    ``Choice 2: x/3`` / ``Choice _ is better``: scores 0-3 in half points (None where absent or off
+    the scale), better ``"1"``/``"2"`` (None where absent)."""
+    s1 = parse_scaled(reply, _CHOICE[1], 3, halves=True)
+    s2 = parse_scaled(reply, _CHOICE[2], 3, halves=True)
     better = _BETTER.findall(reply or "")
-    winner = None
-    if better:
-        winner = {"a": "model_a", "b": "model_b", "tie": "tie"}[better[-1][1].lower()]
-    elif sa is not None and sb is not None:
-        winner = "model_a" if sa > sb else "model_b" if sb > sa else "tie"
-    return sa, sb, winner
+    return s1, s2, (better[-1] if better else None)
+
+
+# --------------------------------------------------------------------------- aggregation
+def qa_metrics(scores: Sequence[int | None]) -> dict[str, Any]:
+    """QA judge metrics from the per-item scores (None: unparseable).
+
+    * ``judge_accuracy``: share of ALL items scored 2 (:data:`QA_SCALE`); an unparseable verdict
+      counts as wrong (it stays in the denominator).
+    * ``judge_mean_score``: mean 0-2 score over the items whose verdict parsed (unparseable items
+      have no score and are left out of this mean; they are counted in ``judge_unparseable``).
+    * ``judge_score_counts``: items per score and unparseable; ``judge_unparseable`` and
+      ``judge_unparseable_share`` (of all items).
+    """
+    n = len(scores)
+    parsed = [s for s in scores if s is not None]
+    if any(s not in (0, 1, 2) for s in parsed):
+        raise ValueError(f"qa_metrics: scores must be 0, 1, 2 or None, got {sorted(set(parsed))}")
+    counts = {str(s): parsed.count(s) for s in (0, 1, 2)}
+    unparseable = n - len(parsed)
+    return {
+        "judge_n": n,
+        "judge_accuracy": counts["2"] / n if n else None,
+        "judge_mean_score": sum(parsed) / len(parsed) if parsed else None,
+        "judge_score_counts": {**counts, "unparseable": unparseable},
+        "judge_unparseable": unparseable,
+        "judge_unparseable_share": unparseable / n if n else None,
+        "judge_scale": dict(QA_SCALE),
+    }
+
+
+def _order_winner(verdict: dict[str, Any]) -> str | None:
+    """One order's winner as a player (``model_a``/``model_b``/``tie``), by its two scores."""
+    s1, s2 = verdict.get("score_1"), verdict.get("score_2")
+    if s1 is None or s2 is None:
+        return None
+    if s1 == s2:
+        return "tie"
+    first = verdict["first"]
+    second = "model_b" if first == "model_a" else "model_a"
+    return first if s1 > s2 else second
+
+
+def combine_orders(ab: dict[str, Any], ba: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One battle from the verdicts on (A, B) (``ab``: A is Choice 1) and (B, A) (``ba``: B is
+    Choice 1), each ``{"score_1", "score_2", ...}`` as :meth:`Judge.compare` returns it.
+
+    ``score_a`` / ``score_b``: each player's mean score over the orders (its Choice 1 score in one,
+    its Choice 2 score in the other); ``winner``: the higher mean, ``tie`` when equal, None when a
+    score is missing (:data:`BATTLE_RULE`). Returns ``{"orders", "score_a", "score_b", "winner"}``;
+    ``orders`` keeps both raw verdicts, each with ``first`` (the player shown as Choice 1) and its
+    own ``winner``. With ``ba`` None (one order only) the single verdict decides.
+    """
+    orders = [{"first": "model_a", **ab}]
+    if ba is not None:
+        orders.append({"first": "model_b", **ba})
+    for o in orders:
+        o["winner"] = _order_winner(o)
+    a_scores = [o["score_1"] if o["first"] == "model_a" else o["score_2"] for o in orders]
+    b_scores = [o["score_2"] if o["first"] == "model_a" else o["score_1"] for o in orders]
+    if any(s is None for s in a_scores + b_scores):
+        return {"orders": orders, "score_a": None, "score_b": None, "winner": None}
+    sa, sb = sum(a_scores) / len(a_scores), sum(b_scores) / len(b_scores)
+    winner = "tie" if sa == sb else "model_a" if sa > sb else "model_b"
+    return {"orders": orders, "score_a": sa, "score_b": sb, "winner": winner}
+
+
+def _share(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def position_bias(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How the judge's verdicts depend on the order of the answers, from battle rows
+    (:func:`combine_orders` outputs, one per pair).
+
+    Over every single-order verdict whose two scores parsed: Choice 1 scored higher
+    (``first_position_wins``), Choice 2 higher, or equal; an unbiased judge wins as often in either
+    position. Over the pairs judged in both orders with all scores parsed: ``flipped_pairs``, whose
+    per-order winner differs between the orders (a judge that always prefers Choice 1 flips every
+    pair), and ``reversed_pairs``, where each order crowns the other player. ``better_disagrees``:
+    verdicts whose 'Choice _ is better' line contradicts their own scores.
+    """
+    verdicts = [o for r in rows for o in r["orders"] if o.get("winner") is not None]
+    first = sum(o["score_1"] > o["score_2"] for o in verdicts)
+    second = sum(o["score_1"] < o["score_2"] for o in verdicts)
+    pairs = [r for r in rows if len(r["orders"]) == 2 and all(o.get("winner") is not None for o in r["orders"])]
+    flipped = sum(r["orders"][0]["winner"] != r["orders"][1]["winner"] for r in pairs)
+    reversed_ = sum({o["winner"] for o in r["orders"]} == {"model_a", "model_b"} for r in pairs)
+    disagree = sum(o.get("better") is not None and o["score_1"] != o["score_2"]
+                   and o["better"] != ("1" if o["score_1"] > o["score_2"] else "2") for o in verdicts)
+    return {
+        "verdicts": len(verdicts),
+        "first_position_wins": first, "second_position_wins": second,
+        "position_ties": len(verdicts) - first - second,
+        "first_position_win_share": _share(first, len(verdicts)),
+        "second_position_win_share": _share(second, len(verdicts)),
+        "pairs_both_orders": len(pairs),
+        "flipped_pairs": flipped, "flip_share": _share(flipped, len(pairs)),
+        "reversed_pairs": reversed_, "reversed_share": _share(reversed_, len(pairs)),
+        "better_disagrees": disagree,
+    }
 
 
 # --------------------------------------------------------------------------- client
@@ -302,14 +425,15 @@ class Judge:
             self.stats.add(unparseable=1)
         return {"score": score, "reply": reply}
 
-    def compare(self, question: str, answer_a: str, answer_b: str, context: str | None = None,
+    def compare(self, question: str, choice1: str, choice2: str, context: str | None = None,
                 gold: str | None = None) -> dict[str, Any]:
-        """One pairwise judgment: ``score_a``, ``score_b`` (0-3) and ``winner`` (None: unparseable)."""
-        reply = self.complete(pair_prompt(question, answer_a, answer_b, context, gold), system=PAIR_SYSTEM)
-        sa, sb, winner = parse_pair(reply)
-        if winner is None:
+        """One pairwise judgment in one order: ``score_1`` / ``score_2`` (0-3, half points; None:
+        unparseable), ``better`` (``"1"``/``"2"``/None) and the raw ``reply``."""
+        reply = self.complete(pair_prompt(question, choice1, choice2, context, gold), system=PAIR_SYSTEM)
+        s1, s2, better = parse_pair(reply)
+        if s1 is None or s2 is None:
             self.stats.add(unparseable=1)
-        return {"score_a": sa, "score_b": sb, "winner": winner, "reply": reply}
+        return {"score_1": s1, "score_2": s2, "better": better, "reply": reply}
 
     def _map(self, fn, items: Sequence[Any], progress: bool, desc: str) -> list[Any]:
         with ThreadPoolExecutor(max_workers=max(1, self.config.workers)) as pool:
@@ -327,24 +451,16 @@ def judge_qa(
     questions: Sequence[str], contexts: Sequence[str], golds: Sequence[str], answers: Sequence[str],
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """QA judge over a test set; returns (metrics, rows). Unparseable replies are excluded from the
-    mean and counted in ``unparseable``."""
+    """QA judge over a test set; returns (metrics, rows). Metrics as :func:`qa_metrics` (accuracy:
+    share of all items scored 2, unparseable counted wrong; mean score over the parsed ones) plus
+    ``judge_model``."""
     n = len(questions)
     if not (len(contexts) == len(golds) == len(answers) == n):
         raise ValueError(f"judge_qa: lengths differ: {n} questions, {len(contexts)} contexts, "
                          f"{len(golds)} golds, {len(answers)} answers")
     rows = judge._map(lambda i: {"index": i, **judge.score_qa(questions[i], contexts[i], golds[i], answers[i])},
                       list(range(n)), progress, "qa judge")
-    scores = [r["score"] for r in rows if r["score"] is not None]
-    metrics = {
-        "n": n,
-        "judge_score_mean": sum(scores) / len(scores) if scores else None,
-        "judge_score_normalized": sum(scores) / (2 * len(scores)) if scores else None,
-        "score_counts": {str(s): scores.count(s) for s in (0, 1, 2)},
-        "unparseable": n - len(scores),
-        "judge_model": judge.config.model,
-    }
-    return metrics, rows
+    return {**qa_metrics([r["score"] for r in rows]), "judge_model": judge.config.model}, rows
 
 
 def pairwise_battles(
@@ -353,43 +469,44 @@ def pairwise_battles(
     answers: dict[str, Sequence[str]],
     contexts: Sequence[str] | None = None,
     golds: Sequence[str] | None = None,
-    both_orders: bool = False,
+    both_orders: bool = True,
     progress: bool = True,
 ) -> tuple[list[Battle], list[dict[str, Any]], dict[str, Any]]:
     """Every pair of models on every question, judged pairwise; returns (battles, rows, summary).
 
-    ``both_orders`` asks again with the answers swapped and keeps a win only when both orders
-    agree (else a tie), which cancels the judge's position bias at twice the cost. Unparseable
-    judgments produce no battle and are counted.
+    With ``both_orders`` (the default) each pair is judged as (A, B) and again as (B, A), and the
+    two verdicts make ONE battle by :func:`combine_orders` (:data:`BATTLE_RULE`): win, loss or tie,
+    which :func:`~lorasoups.evaluation.elo.bootstrap_elo` takes as is. A row per pair records both
+    raw verdicts (``orders``), the combined ``score_a``/``score_b`` and the ``winner``; a pair with
+    an unparseable verdict gives no battle and is counted. The summary reports the judge's
+    :func:`position_bias`.
     """
     names = list(answers)
     n = len(questions)
     for m in names:
         if len(answers[m]) != n:
             raise ValueError(f"pairwise_battles: model {m!r} has {len(answers[m])} answers for {n} questions")
-    jobs = [(i, a, b) for i in range(n) for x, a in enumerate(names) for b in names[x + 1 :]]
+    pairs = [(i, a, b) for i in range(n) for x, a in enumerate(names) for b in names[x + 1 :]]
+    jobs = [(p, swap) for p in pairs for swap in ((False, True) if both_orders else (False,))]
 
     def one(job):
-        i, a, b = job
-        ctx = contexts[i] if contexts else None
-        gold = golds[i] if golds else None
-        first = judge.compare(questions[i], answers[a][i], answers[b][i], ctx, gold)
-        row = {"index": i, "model_a": a, "model_b": b, **first}
-        if both_orders:
-            second = judge.compare(questions[i], answers[b][i], answers[a][i], ctx, gold)
-            swapped = {"model_a": "model_b", "model_b": "model_a", "tie": "tie", None: None}[second["winner"]]
-            row["winner_swapped"] = swapped
-            row["reply_swapped"] = second["reply"]
-            if first["winner"] is None or swapped is None:
-                row["winner"] = None
-            elif first["winner"] != swapped:
-                row["winner"] = "tie"
-        return row
+        (i, a, b), swap = job
+        first, second = (b, a) if swap else (a, b)
+        return judge.compare(questions[i], answers[first][i], answers[second][i],
+                             contexts[i] if contexts else None, golds[i] if golds else None)
 
-    rows = judge._map(one, jobs, progress, "pairwise judge")
+    verdicts = dict(zip(jobs, judge._map(one, jobs, progress, "pairwise judge")))
+    rows = [{"index": i, "model_a": a, "model_b": b,
+             **combine_orders(verdicts[((i, a, b), False)], verdicts.get(((i, a, b), True)))}
+            for i, a, b in pairs]
     battles = [Battle(r["model_a"], r["model_b"], r["winner"]) for r in rows if r["winner"] is not None]
-    summary = {"judgments": len(rows), "battles": len(battles), "unparseable": len(rows) - len(battles),
-               "judge_model": judge.config.model, "both_orders": both_orders}
+    summary = {"pairs": len(rows), "judgments": len(jobs), "battles": len(battles),
+               "unparseable": len(rows) - len(battles),
+               "unparseable_judgments": sum(v["score_1"] is None or v["score_2"] is None for v in verdicts.values()),
+               "judge_model": judge.config.model, "both_orders": both_orders,
+               "judge_scale": PAIR_SCALE, "battle_rule": BATTLE_RULE if both_orders else
+               "one order per pair (A as Choice 1): the higher 0-3 score wins, equal scores tie",
+               "position_bias": position_bias(rows)}
     return battles, rows, summary
 
 
@@ -454,6 +571,7 @@ def local_server(
 
 
 __all__ = [
-    "Judge", "JudgeConfig", "JudgeError", "JudgeStats", "free_port", "judge_qa", "local_server",
-    "pair_prompt", "pairwise_battles", "parse_pair", "parse_qa_score", "qa_prompt",
+    "BATTLE_RULE", "PAIR_SCALE", "QA_SCALE", "Judge", "JudgeConfig", "JudgeError", "JudgeStats",
+    "combine_orders", "free_port", "judge_qa", "local_server", "pair_prompt", "pairwise_battles",
+    "parse_pair", "parse_qa_score", "parse_scaled", "position_bias", "qa_metrics", "qa_prompt",
 ]

@@ -13,6 +13,12 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014"}
 
 
+#: What the offline QA keys mean, recorded with them: reference overlap, not an LLM judge.
+METRIC_NOTE = ("offline, no LLM judge: exact_match, f1 (SQuAD token F1) and contains (the gold answer "
+               "inside the answer, whole words) against the gold answer; the paper's QABot accuracy and "
+               "BioASQ ELO come from its GPT-4 judges (judge_* keys / ELO result when a judge ran)")
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD v1.1 normalisation (plus typographic quotes and dashes, which SQuAD's misses)."""
     text = (text or "").lower()
@@ -72,8 +78,9 @@ def score_qa(
     metrics = {
         "n": n,
         **{k: (sum(r[k] for r in rows) / n if n else 0.0) for k in ("exact_match", "f1", "contains")},
+        "metric_note": METRIC_NOTE,
     }
     return metrics, rows
 
 
-__all__ = ["containment", "exact_match", "normalize_answer", "score_qa", "token_f1"]
+__all__ = ["METRIC_NOTE", "containment", "exact_match", "normalize_answer", "score_qa", "token_f1"]

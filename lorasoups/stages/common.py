@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,17 @@ def _cached(setting: str, cfg_json: str, profile: str) -> dict[str, Any]:
 def data_for(setting: str, cfg: DataConfig, profile: str) -> dict[str, Any]:
     """Skill train/validation sets, target test sets and the CAT mixture (cached per process)."""
     return _cached(setting, json.dumps(cfg.__dict__, sort_keys=True), profile)
+
+
+@dataclass
+class Exported:
+    """Enough of a training RunResult for :func:`write_train_result`: a model written by a merge
+    (static merges, compressed CAT, random-alpha CAT) rather than by a training run."""
+
+    run_dir: Path
+    adapter_dir: Path
+    reused: bool
+    summary: dict[str, Any]
 
 
 def train_result_path(profile: str, setting: str, label: str, seed: int) -> Path:

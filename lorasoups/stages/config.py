@@ -4,9 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lorasoups.config import ConfigError, did_you_mean
+
 #: The paper's settings; prompt robustness as its three training pairs (Figures 10b, 10a, 10c).
 ALL_SETTINGS = ["math_code", "qabot", "reading_comprehension", "prompt_robustness",
                 "prompt_robustness_1_4", "prompt_robustness_2_4"]
+#: The controls beside CAT (issue 13 §7): does the skill matter (``cat_random``), is CAT's gain its
+#: data (``cat_data_lora``), does learning alpha matter (``random_alpha``), is the setting learnable
+#: at all (``oracle``).
+CONTROLS = ("cat_random", "cat_data_lora", "random_alpha", "oracle")
 
 
 @dataclass
@@ -35,6 +41,29 @@ class ExperimentConfig:
     cat_svd_rank: int | None = None
     """Stage 05 also writes learned CAT's fold (rank sum of the skills' ranks) compressed by truncated
     SVD to this rank (label ``cat_svd``), with the share of the update it keeps (None: not built)."""
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
+    """Controls trained beside CAT, each a label of its own: ``cat_random`` (learned CAT with skill
+    ``control_random_skill`` replaced by a random LoRA of the same rank and per-module update norm;
+    stage 04), ``random_alpha`` (CAT with alpha drawn as the released code's N(0, 1)-logit init and
+    not trained; stage 04), ``cat_data_lora`` (one rank-r LoRA trained on the CAT mixture alone;
+    stage 03), ``oracle`` (a LoRA on the target task's own held-out data from its generated suite,
+    where that suite holds at least ``oracle_min_records``; stage 03). ``[]``: none."""
+    control_random_skill: int = 2
+    """Which skill LoRA ``cat_random`` replaces (1-based: 2 is the paper's second skill, code in
+    math_code, instruction following in QABot, SQuAD in reading comprehension)."""
+    oracle_min_records: int = 32
+    """A setting gets an ``oracle`` only where its targets' generated suites hold at least this many
+    held-out records (the QABot manual questions hold a handful: no oracle there, and it says so)."""
+
+    def __post_init__(self) -> None:
+        for c in self.controls:
+            if c not in CONTROLS:
+                raise ConfigError(f"experiment.controls: unknown control '{c}'{did_you_mean(c, CONTROLS)}; "
+                                  f"choose from {', '.join(CONTROLS)}")
+        if self.control_random_skill < 1:
+            raise ConfigError(f"experiment.control_random_skill is 1-based, got {self.control_random_skill}")
+        if self.oracle_min_records < 1:
+            raise ConfigError(f"experiment.oracle_min_records must be >= 1, got {self.oracle_min_records}")
 
 
 @dataclass

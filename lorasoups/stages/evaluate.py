@@ -24,7 +24,7 @@ from lorasoups.stages.config import EvalConfig
 TASK_OF_KIND = {"program": ("gsm_hard", "target"), "math": ("gsm_hard", "target"),
                 "qa": ("qa", "answer"), "count": ("prompt_format", "answer")}
 #: PAL demonstrations in the base model's prompt on a program target (the paper, §5.1; every trained
-#: or merged model gets ``load``'s default of 1, §B.2).
+#: or merged model gets ``load``'s default of 1, §B.2, and so does every model on a QA target).
 BASE_PAL_SHOTS = 8
 #: Generations are cut where a model starts a new Alpaca turn.
 STOPS = ["### Instruction:", "### Response:", "### Input:"]
@@ -110,8 +110,9 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
 
 def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConfig, profile: str):
     """The scored items of ``target`` as ``label`` sees them: program targets give the base model
-    the 8-shot PAL prompt and every trained or merged model the 1-shot prompt (the identity
-    records the shots and the demonstration ids); other targets are the same for every model."""
+    the 8-shot PAL prompt and every trained or merged model the 1-shot prompt; QABot and BioASQ
+    are 1-shot for every model (the authors' code prompts the base model with the same demo);
+    prompt-format targets are zero-shot. The identity records the shots and demonstration ids."""
     ds = sets["targets"][target]
     if label != "base" or get_entry(target).kind != "program":
         return ds
@@ -119,13 +120,15 @@ def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConf
 
     ident = identity(ds)
     return load(target, "test", source=ident["source"], seed=data.seed, size=data.size(profile, target=True),
-                mirror=data.mirror, pal_shots=BASE_PAL_SHOTS)
+                mirror=data.mirror, shots=BASE_PAL_SHOTS)
 
 
 def demonstrations(ds) -> dict[str, Any]:
-    """Shots and demonstration ids in the prompts of ``ds`` (0 and [] for a zero-shot prompt)."""
-    demos = identity(ds).get("pal_demos") or {}
-    return {"shots": int(demos.get("shots", 0)), "ids": list(demos.get("ids", [])), "source": demos.get("source")}
+    """Shots, demonstration ids, their few-shot entry and its source in the prompts of ``ds``
+    (0, [] and None for a zero-shot prompt)."""
+    demos = identity(ds).get("demonstrations") or {}
+    return {"shots": int(demos.get("shots", 0)), "ids": list(demos.get("ids", [])),
+            "dataset": demos.get("dataset"), "source": demos.get("source")}
 
 
 def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:
@@ -133,10 +136,13 @@ def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:
 
     n = len(rows) if cfg.judge_examples is None else min(cfg.judge_examples, len(rows))
     contexts = list(ds["context"]) if "context" in ds.column_names else [""] * len(rows)
-    jm, _ = judge_qa(judge, list(ds["question"])[:n], contexts[:n], list(ds["answer"])[:n],
-                     [r["generation"] for r in rows][:n], progress=False)
-    return {"judge_accuracy": jm["judge_score_normalized"], "judge_unparsed": jm["unparseable"],
-            "judge_n": n, "judge_model": jm["judge_model"]}
+    jm, judged = judge_qa(judge, list(ds["question"])[:n], contexts[:n], list(ds["answer"])[:n],
+                          [r["generation"] for r in rows][:n], progress=False)
+    for row, verdict in zip(rows, judged):  # per example: the score (None: unparseable) and the reply
+        row["judge_score"], row["judge_reply"] = verdict["score"], verdict["reply"]
+    # judge_accuracy: share of the n judged items scored 2 (unparseable = wrong); judge_mean_score
+    # beside it; judge_unparseable(_share), judge_score_counts, judge_scale (the mapping), judge_model
+    return jm
 
 
 def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str, setting: str,
@@ -148,8 +154,10 @@ def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str
     contexts = list(ds["context"])[:n] if "context" in ds.column_names else None
     players = {m: a[:n] for m, a in answers.items() if cfg.elo_labels is None or m in cfg.elo_labels}
     if judge is not None:
+        # Figure 11's pairwise judge, every pair in both orders combined into one battle; the
+        # summary carries the judge's position bias (first-position wins, flipped pairs)
         battles, rows, info = pairwise_battles(judge, list(ds["question"])[:n], players, contexts,
-                                               list(ds["answer"])[:n], progress=False)
+                                               list(ds["answer"])[:n], both_orders=True, progress=False)
         decided_by = cfg.judge
     else:  # no LLM judge: battles decided by token F1 against the gold answer (recorded as such)
         battles, rows, info = reference_battles(players, list(ds["answer"])[:n], metric=cfg.elo_without_judge)

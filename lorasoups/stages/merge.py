@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,16 @@ from lorasoups.data import DataConfig, get_entry, identity
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import file_sha256, fingerprint
-from lorasoups.stages.common import skill_adapters, trained, tuning_examples, tuning_sets, write_train_result
+from lorasoups.stages.common import (
+    Exported,
+    skill_adapters,
+    trained,
+    tuning_examples,
+    tuning_sets,
+    write_train_result,
+)
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
-
-
-@dataclass
-class _Exported:
-    """Enough of a training RunResult for :func:`write_train_result`."""
-
-    run_dir: Path
-    adapter_dir: Path
-    reused: bool
-    summary: dict[str, Any]
 
 
 def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting: str = "") -> dict[str, Any]:
@@ -123,7 +119,7 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
             base, _ = load_base(model, device="cpu", dtype="float32")  # merging is exact fp32 arithmetic
             export_adapter(build(method, base, adapters, **params), out)
         print(f"[{setting}] {method}: {'reused' if reused else 'exported'} {out.name}", flush=True)
-        write_train_result(profile, setting, method, seed, _Exported(out, out, reused, {}),
+        write_train_result(profile, setting, method, seed, Exported(out, out, reused, {}),
                            {"method": method, "params": params, "adapters": adapters,
                             "params_from": "sweep" if swept else ("override" if over else "experiment"),
                             **({"sweep": swept} if swept else {})}, model)
@@ -158,6 +154,6 @@ def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, pro
     numbers = {k: report[k] for k in ("rank_before", "rank_after", "rel_error", "energy_kept")}
     print(f"[{setting}] cat_svd: rank {numbers['rank_before']} -> {rank}, energy kept "
           f"{numbers['energy_kept']:.4f} ({'reused' if reused else 'exported'} {out.name})", flush=True)
-    write_train_result(profile, setting, "cat_svd", seed, _Exported(out, out, reused, {}),
+    write_train_result(profile, setting, "cat_svd", seed, Exported(out, out, reused, {}),
                        {"method": "cat_svd", "rank": rank, "source": source}, model, metrics=numbers)
     return numbers

@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lorasoups import paths
 from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity
+from lorasoups.results import file_sha256, fingerprint
 from lorasoups.stages.common import (
+    Exported,
     data_for,
     identities,
     skill_adapters,
@@ -42,13 +45,29 @@ def train_skills(model: str, setting: str, seed: int, data: DataConfig, sft: Sft
     cfg = dataclasses.replace(sft, seed=seed)
     out = {}
     for label, name in zip(s.labels, s.skills, strict=True):
-        _progress(f"[{setting}] {label}: {name}")
+        skill_cfg = skill_sft(cfg, name)
+        _progress(f"[{setting}] {label}: {name} (max_length {skill_cfg.max_length}"
+                  f"{', packed' if skill_cfg.packing else ''})")
         # Named by the dataset, not the setting: a skill LoRA is the same run wherever it is composed
         # (math_code and math_code_k3 share metamathqa's), and the key still covers config and data.
-        run = train_sft(model, sets["skills"][name], cfg, name=f"skill-{name}")
-        write_train_result(profile, setting, label, seed, run, cfg, model,
+        run = train_sft(model, sets["skills"][name], skill_cfg, name=f"skill-{name}")
+        write_train_result(profile, setting, label, seed, run, skill_cfg, model,
                            identities(**{name: sets["skills"][name]}))
         out[label] = run.summary.get("train_loss")
+    return out
+
+
+def skill_sft(cfg: SftConfig, name: str) -> SftConfig:
+    """``cfg`` for the skill LoRA of dataset ``name``: the paper's sequence length for that data
+    (``Entry.max_length``, §B.2) unless ``cfg.lengths`` is ``uniform``; a text corpus packed into
+    blocks of that length (TRL's ``wrapped``), so a short length never cuts text off."""
+    entry = get_entry(name)
+    out = cfg
+    if cfg.lengths == "paper" and entry.max_length is not None:
+        out = dataclasses.replace(out, max_length=entry.max_length)
+    if entry.kind == "corpus":
+        out = dataclasses.replace(out, packing=True,
+                                  trainer={"packing_strategy": "wrapped", **out.trainer})
     return out
 
 
@@ -73,7 +92,7 @@ def train_datamix(model: str, setting: str, seed: int, data: DataConfig, sft: Sf
         out["datamix"] = run.summary.get("train_loss")
     if "sequential" in variants and _is_corpus(s.skill1) and s.k == 2:
         _progress(f"[{setting}] datamix (sequential)")
-        run = train_datamix_sequential(model, skills[s.skill1], skills[s.skill2], cfg,
+        run = train_datamix_sequential(model, skills[s.skill1], skills[s.skill2], skill_sft(cfg, s.skill1),
                                        dataclasses.replace(cfg, num_train_epochs=1.0),
                                        name=f"{setting}-datamix-seq")
         stages = run.summary.get("stages", {})
@@ -90,13 +109,15 @@ def _validation_mixture(sets: dict[str, Any], data: DataConfig, seed: int):
 
 
 def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
-               profile: str, label: str | None = None, extra: dict[str, Any] | None = None) -> dict:
+               profile: str, label: str | None = None, extra: dict[str, Any] | None = None,
+               adapters: list[str] | None = None) -> dict:
     """Learned CAT (``cat``: only the alphas train) or MoE (``moe``: only the routers) on the
     CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss.
-    ``label``: the result label (default: ``method``); ``extra``: more metrics to record."""
+    ``label``: the result label (default: ``method``); ``extra``: more metrics to record;
+    ``adapters``: the LoRAs to combine (default: the setting's skill LoRAs)."""
     label = label or method
     sets = data_for(setting, data, profile)
-    adapters = skill_adapters(profile, setting, seed)
+    adapters = adapters or skill_adapters(profile, setting, seed)
     cfg = dataclasses.replace(cfg, seed=seed)
     train_fn = train_cat if method == "cat" else train_moe
     _progress(f"[{setting}] {label}: {len(sets['cat_mixture'])} mixture records")
@@ -114,6 +135,12 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
             **{f"max_drift/{skill}": v for skill, v in drift.items()}}
 
 
+def round_robin(parts: list[Any], n: int | None = None) -> list[dict[str, Any]]:
+    """Records of ``parts`` taken in turn (one of each, then the next of each, ...), at most ``n``."""
+    rounds = (d[i] for i in range(max(map(len, parts))) for d in parts if i < len(d))
+    return [r for r, _ in zip(rounds, range(n))] if n is not None else list(rounds)
+
+
 def lorahub_examples(setting: str, data: DataConfig, n: int):
     """LoraHub's few examples, never scored (:func:`lorasoups.stages.common.tuning_examples`, the
     sweep's rule): the first target's held-out examples, or, for a setting that tunes on its skills
@@ -127,8 +154,7 @@ def lorahub_examples(setting: str, data: DataConfig, n: int):
         raise DataError(f"LoraHub needs {n} examples of {names[0]} outside its test split: {exc}") from exc
     import datasets
 
-    rounds = (d[i] for i in range(max(map(len, per))) for d in per if i < len(d))  # round robin
-    rows = [r for r, _ in zip(rounds, range(max(n, 1)))]
+    rows = round_robin(per, max(n, 1))
     ds = datasets.Dataset.from_list(rows)
     ds.info.description = json.dumps({"name": "lorahub_examples", "source": "skills' validation splits",
                                       "skills": {k: identity(d) for k, d in zip(names, per)}, "num_rows": len(rows)})
@@ -173,3 +199,133 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
     soup = {**cfg.soup, "parameterisation": "free", "init": "weights", "init_weights": init}
     return learn_soup("cat", model, setting, seed, data, dataclasses.replace(cfg, soup=soup), profile,
                       label="cat_lorahub", extra={"init_weights": init})
+
+
+# ---- controls (issue 13 §7): stage 03 trains cat_data_lora and oracle, stage 04 cat_random and random_alpha
+
+
+def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):
+    """The ``oracle``'s training set: held-out records of each target's *generated* suite (the same
+    pool :func:`lorasoups.stages.common.tuning_examples` tunes on, disjoint from every scored item by
+    the suite's hash partition), taken in turn, at most the profile's skill size. Returns
+    ``(dataset, None)``, or ``(None, why)`` where a target's suite holds fewer than ``min_records``
+    (its prompts are the scored prompts' format: PAL targets get the same 1-shot demonstration)."""
+    import datasets
+
+    size = data.size(profile)
+    per = {}
+    for target in get_setting(setting).targets:
+        try:
+            ds = tuning_examples(setting, target, data, None if size is None else max(size, min_records),
+                                 mode="generated")
+        except DataError as exc:
+            return None, f"{target} has no generated held-out split ({exc})"
+        if len(ds) < min_records:
+            return None, (f"the generated suite of {target} holds {len(ds)} held-out records, fewer than "
+                          f"experiment.oracle_min_records = {min_records}")
+        per[target] = ds
+    rows = [{"id": str(r["id"]), "prompt": r["prompt"], "completion": r["completion"]}
+            for r in round_robin(list(per.values()), size)]
+    ds = datasets.Dataset.from_list(rows)
+    ds.info.description = json.dumps({"name": "oracle_data", "source": "generated", "num_rows": len(rows),
+                                      "targets": {t: identity(d) for t, d in per.items()}})
+    return ds, None
+
+
+def train_controls(model: str, setting: str, seed: int, data: DataConfig, sft: SftConfig, profile: str,
+                   exp: ExperimentConfig) -> dict:
+    """The trained-LoRA controls of ``exp.controls``: ``cat_data_lora`` (one LoRA of the skills' rank
+    r on the CAT mixture alone: is CAT's gain its data?) and ``oracle`` (a LoRA on the target's own
+    data: is the setting learnable at all?). Returns ``{label: train loss or why it was skipped}``."""
+    from lorasoups.training.datamix import as_prompt_completion
+
+    cfg = dataclasses.replace(sft, seed=seed)
+    out: dict[str, Any] = {}
+    if "cat_data_lora" in exp.controls:
+        sets = data_for(setting, data, profile)
+        _progress(f"[{setting}] cat_data_lora: {len(sets['cat_mixture'])} mixture records")
+        mix = as_prompt_completion(sets["cat_mixture"], f"{setting}: cat_mixture")
+        run = train_sft(model, mix, cfg, name=f"{setting}-cat-data-lora", kind="cat_data_lora")
+        write_train_result(profile, setting, "cat_data_lora", seed, run, cfg, model,
+                           identities(cat_mixture=sets["cat_mixture"]))
+        out["cat_data_lora"] = run.summary.get("train_loss")
+    if "oracle" in exp.controls:
+        ds, why = oracle_data(setting, data, profile, exp.oracle_min_records)
+        if ds is None:
+            _progress(f"[{setting}] oracle: none ({why})")
+            out["oracle"] = f"none: {why}"
+        else:
+            lengths = [get_entry(t).max_length for t in get_setting(setting).targets]
+            ocfg = cfg
+            if cfg.lengths == "paper" and any(lengths):  # the setting's length (§B.2): 2048 for RC
+                ocfg = dataclasses.replace(cfg, max_length=max(n or cfg.max_length for n in lengths))
+            _progress(f"[{setting}] oracle: {len(ds)} records of the targets' generated suites "
+                      f"(max_length {ocfg.max_length})")
+            run = train_sft(model, ds, ocfg, name=f"{setting}-oracle", kind="oracle")
+            write_train_result(profile, setting, "oracle", seed, run, ocfg, model, identities(oracle_data=ds))
+            out["oracle"] = run.summary.get("train_loss")
+    return out
+
+
+def learn_controls(model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
+                   exp: ExperimentConfig, profile: str) -> dict:
+    """The CAT controls of ``exp.controls``: ``cat_random`` (learned CAT, the ``cat`` recipe, with
+    skill ``exp.control_random_skill`` replaced by a random LoRA of its rank and per-module update
+    norm: does the skill matter?) and ``random_alpha`` (CAT with alpha drawn as the released code's
+    init, N(0, 1) logits seeded by the run seed, not trained: does learning alpha matter?)."""
+    out: dict[str, Any] = {}
+    if "cat_random" in exp.controls:
+        adapters = skill_adapters(profile, setting, seed)
+        i = exp.control_random_skill - 1
+        if i >= len(adapters):
+            raise ConfigError(f"experiment.control_random_skill = {exp.control_random_skill}, but setting "
+                              f"'{setting}' has {len(adapters)} skills")
+        random_dir = random_skill_lora(setting, adapters[i], i + 1, seed)
+        adapters[i] = str(random_dir)
+        res = learn_soup("cat", model, setting, seed, data, cfg, profile, label="cat_random", adapters=adapters,
+                         extra={"random_skill": f"skill{i + 1}", "random_lora": str(random_dir)})
+        out["cat_random"] = res.get("eval_loss_best")
+    if "random_alpha" in exp.controls:
+        out["random_alpha"] = random_alpha_cat(model, setting, seed, cfg, profile)
+    return out
+
+
+def random_skill_lora(setting: str, adapter: str, skill: int, seed: int) -> Path:
+    """``adapter`` as a random LoRA (:func:`lorasoups.merging.random_lora.random_lora_like`), made
+    once per (adapter content, seed) under ``runs/controls/``."""
+    from lorasoups.merging.random_lora import REPORT, random_lora_like
+
+    key = fingerprint({"source_sha256": file_sha256(Path(adapter) / "adapter_model.safetensors"), "seed": seed})
+    out = paths.runs_dir() / "controls" / f"{setting}-skill{skill}-random-{key}"
+    if not (out / REPORT).is_file():
+        random_lora_like(adapter, out, seed)
+    _progress(f"[{setting}] cat_random: skill{skill} replaced by the random LoRA {out.name}")
+    return out
+
+
+def random_alpha_cat(model: str, setting: str, seed: int, cfg: SoupTrainConfig, profile: str) -> float:
+    """CAT with the released init's random alpha, folded and exported like a static merge (label
+    ``random_alpha``; its train JSON holds the alpha table). Returns the mean |alpha - 1/k|."""
+    from lorasoups.merging import alphas_table, build, export_adapter
+    from lorasoups.models import load_base
+
+    adapters = skill_adapters(profile, setting, seed)
+    params = {"seed": seed, **cfg.soup, "init": "released"}
+    key = fingerprint({"method": "random_alpha", "params": params, "adapters": adapters, "base": model})
+    out = paths.runs_dir() / "merges" / f"{setting}-random_alpha-{key}"
+    table_file = out / "alphas.json"
+    reused = table_file.is_file()
+    if not reused:
+        base, _ = load_base(model, device="cpu", dtype="float32")
+        soup = build("cat", base, adapters, **params)
+        table = alphas_table(soup)
+        export_adapter(soup, out, overwrite=True)
+        table_file.write_text(json.dumps(table, indent=2) + "\n")
+    table = json.loads(table_file.read_text())
+    k = len(adapters)
+    spread = sum(abs(r["alpha"] - 1.0 / k) for r in table) / len(table)
+    _progress(f"[{setting}] random_alpha: mean |alpha - 1/k| = {spread:.3f} ({'reused' if reused else 'exported'})")
+    write_train_result(profile, setting, "random_alpha", seed, Exported(out, out, reused, {}),
+                       {"method": "cat", "params": params, "adapters": adapters}, model,
+                       metrics={"alphas": table, "mean_abs_alpha_minus_equal": spread})
+    return spread

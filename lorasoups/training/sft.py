@@ -37,7 +37,7 @@ from lorasoups.training.runs import (
 )
 
 #: SftConfig fields that are not SFTConfig arguments (LoRA, precision, our own switches).
-_OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "base_dtype", "trainer")
+_OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "base_dtype", "trainer", "lengths")
 
 
 @dataclass
@@ -58,7 +58,12 @@ class SftConfig:
     """Tokens per sequence (truncated beyond; the block length with packing). 2048 for long corpora,
     short for QA memorisation, as the paper found."""
     packing: bool = False
-    """Pack several sequences into each block (TRL's best-fit packing)."""
+    """Pack several sequences into each block (TRL's best-fit packing). A skill LoRA on a text corpus
+    is always packed (TRL's ``wrapped`` strategy: blocks of ``max_length`` tokens, nothing cut off)."""
+    lengths: Literal["paper", "uniform"] = "paper"
+    """``paper``: a skill LoRA trains at the sequence length the paper used for its data where the
+    registry gives one (2048 for reading comprehension, 100 for the QABot manuals; §B.2), else
+    ``max_length``. ``uniform``: ``max_length`` for every dataset."""
     completion_only_loss: bool | None = None
     """None: completion-only for prompt/completion data, full LM loss for ``text`` corpora."""
     # Trainer
@@ -286,6 +291,7 @@ def train_sft(
     run.start()
     trainer = make_sft_trainer(model, tokenizer, train_dataset, cfg, run.checkpoints, eval_dataset,
                                [CheckpointMarker(), *callbacks])
+    truncated = truncated_away(train_dataset, trainer, cfg, name or kind)
     start = time.perf_counter()
     resume = run.last_checkpoint()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -303,9 +309,28 @@ def train_sft(
         "seconds_this_session": round(seconds, 2),
         "versions": package_versions(),
     }
+    if truncated:
+        summary["records_without_completion"] = truncated
     save_adapter(trainer, run, {"base": base, "merged_adapters": [str(a) for a in merge_adapters]})
     finish(trainer, run, summary)
     return RunResult(run.dir, run.adapter, False, summary, model=trainer.model)
+
+
+def truncated_away(train_dataset: Any, trainer: Any, cfg: SftConfig, where: str) -> int:
+    """Records TRL dropped because truncation at ``max_length`` left no completion token to learn
+    from (TRL does it silently). All of them: an error before training; some: reported and
+    recorded in the run summary (``records_without_completion``). Packed data is not compared
+    (its rows are blocks, not records)."""
+    if cfg.packing:
+        return 0
+    kept, given = len(trainer.train_dataset), len(train_dataset)
+    if kept == 0:
+        raise ConfigError(f"{where}: every one of the {given} training records lost its completion to "
+                          f"truncation at max_length {cfg.max_length} (the prompts are longer); raise max_length")
+    if kept < given:
+        print(f"[{where}] {given - kept} of {given} records have no completion token within max_length "
+              f"{cfg.max_length} and are not trained on (recorded as records_without_completion)", flush=True)
+    return given - kept
 
 
 def save_adapter(trainer: Any, run: Run, provenance: dict[str, Any]) -> Path:
