@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -114,7 +115,39 @@ def resolve(profile: str = "auto", extra: list[str] | None = None,
     layers = load_layers(*files, overrides=overrides)
     source = " + ".join(Path(f).name for f in files)
     check_sections(layers, SECTIONS, source)
-    return {name: section(layers, name, cls, source) for name, cls in SECTIONS.items()}
+    cfg = {name: section(layers, name, cls, source) for name, cls in SECTIONS.items()}
+    check_names(cfg, source)
+    return cfg
+
+
+def _known(where: str, values: list[str] | None, known: list[str], what: str, why: dict[str, str] | None = None) -> None:
+    for v in values or []:
+        if v not in known:
+            hint = f" ({why[v]})" if why and v in why else did_you_mean(v, known)
+            raise ConfigError(f"{where}: unknown {what} '{v}'{hint}; known: {', '.join(known)}")
+
+
+def check_names(cfg: dict[str, Any], source: str = "config") -> None:
+    """Names that the section dataclasses hold as free strings or dicts, checked before any stage runs:
+    the soup parameters of ``cat.soup`` / ``moe.soup`` (against ``CatParams`` / ``MoeParams``, which
+    stage 04 / 06 would only build much later), the settings, static merges and DATA-MIX variants of
+    ``experiment``, and the sweep's methods and settings."""
+    from lorasoups.data import SETTINGS
+    from lorasoups.merging import METHODS
+    from lorasoups.merging.cat import CatParams
+    from lorasoups.merging.moe import MoeParams
+    from lorasoups.sweep import SWEEP_METHODS
+
+    for sec, params in (("cat", CatParams), ("moe", MoeParams)):
+        from_dict(params, cfg[sec].soup, f"{source}:{sec}.soup")
+    exp, sweep = cfg["experiment"], cfg["sweep"]
+    _known(f"{source}:experiment.settings", exp.settings, list(SETTINGS), "setting")
+    static = [m for m, spec in METHODS.items() if not spec.learnable]
+    learned = {m: f"{m} is learned by its own stage, not built as a static merge" for m in METHODS if m not in static}
+    _known(f"{source}:experiment.merges", exp.merges, static, "static merge", learned)
+    _known(f"{source}:experiment.datamix", exp.datamix, ["concat", "sequential"], "DATA-MIX variant")
+    _known(f"{source}:sweep.methods", sweep.methods, list(SWEEP_METHODS), "sweep method")
+    _known(f"{source}:sweep.settings", sweep.settings, list(SETTINGS), "setting")
 
 
 #: Flat parameter names that differ from ``<field>`` (the model's ``name`` is passed as ``model``).
@@ -211,6 +244,56 @@ def _stamp(stage: Stage, params: dict[str, Any]) -> str:
     return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook)})
 
 
+def _stamp_of(stamp_file: Path) -> str | None:
+    """The stamp recorded for a stage (None when absent or unreadable: the stage is then rerun)."""
+    try:
+        return json.loads(stamp_file.read_text()).get("stamp")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@functools.cache
+def kernel_manager_class() -> type:
+    """The kernel manager papermill starts each stage's kernel with: jupyter_client's own, made quiet.
+
+    Two things print on the console of a run that succeeds with the stock manager (jupyter_client
+    8.10, ipykernel 7.4): ``[IPKernelApp] WARNING | Kernel is running over TCP without encryption``
+    at start, because jupyter_client provisions no CurveZMQ keys unless ``transport_encryption`` asks;
+    and, now and then, ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.`` at the end,
+    because ``shutdown_kernel`` first interrupts the kernel (SIGINT) and the signal can land while
+    the kernel still handles papermill's last ``kernel_info`` request. So: encrypt the loopback
+    connection where the kernelspec supports it (``auto``; ipykernel's declares ``curve``), and shut
+    an idle kernel down without the interrupt (its shutdown request comes on the control channel; one
+    that does not exit in time is still terminated by jupyter_client). A failing cell is unaffected:
+    papermill raises PapermillExecutionError naming the cell, and the executed notebook keeps the
+    traceback.
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class StageKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _encrypt_where_supported(self) -> str:
+            return "auto"
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # shutdown_kernel's interrupt, not a user's
+                return
+            await super()._async_interrupt_kernel()
+
+    return StageKernelManager
+
+
+def execute(notebook: Path, output: Path, params: dict[str, Any], kernel: str = "python3") -> None:
+    """Run one notebook headless with papermill (from its own folder), quiet when it succeeds."""
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(output), parameters=params, kernel_name=kernel, cwd=str(notebook.parent),
+        progress_bar=False, kernel_manager_class=kernel_manager_class(),
+    )
+
+
 def run(profile: str = "auto", stages: list[str] | None = None, force: bool = False,
         extra: list[str] | None = None, kernel: str = "python3", namespace: str | None = None
         ) -> list[dict[str, Any]]:
@@ -227,7 +310,7 @@ def run(profile: str = "auto", stages: list[str] | None = None, force: bool = Fa
 
 def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] | None,
          kernel: str) -> list[dict[str, Any]]:
-    import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     cfg = resolve(profile, extra)
     prof = cfg["run"].profile
@@ -248,19 +331,20 @@ def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] |
         (out_dir / stage.notebook).parent.mkdir(parents=True, exist_ok=True)
         stamp = _stamp(stage, params)
         outputs = _outputs(stage, params)
-        fresh = (bool(outputs) and stamp_file.is_file()
-                 and json.loads(stamp_file.read_text()).get("stamp") == stamp and all(p.is_file() for p in outputs))
+        fresh = bool(outputs) and _stamp_of(stamp_file) == stamp and all(p.is_file() for p in outputs)
         if fresh and not force:
             print(f"[pipeline] {stage.name}: up to date, skipped")
             report.append({"stage": stage.name, "ran": False, "seconds": 0.0})
             continue
         print(f"[pipeline] {stage.name}: running notebooks/{stage.notebook} ({prof})", flush=True)
         start = time.perf_counter()
-        papermill.execute_notebook(
-            str(paths.NOTEBOOKS / stage.notebook), str(out_dir / stage.notebook),
-            parameters=params, kernel_name=kernel, cwd=str((paths.NOTEBOOKS / stage.notebook).parent),
-            progress_bar=False,
-        )
+        try:
+            execute(paths.NOTEBOOKS / stage.notebook, out_dir / stage.notebook, params, kernel)
+        except PapermillExecutionError as exc:
+            print(f"[pipeline] {stage.name}: FAILED in notebooks/{stage.notebook}, cell In [{exc.exec_count}] "
+                  f"({exc.ename}); the executed notebook with every output: {out_dir / stage.notebook}",
+                  file=sys.stderr, flush=True)
+            raise
         seconds = round(time.perf_counter() - start, 1)
         missing = [str(p) for p in _outputs(stage, params) if not p.is_file()]
         if missing:
@@ -290,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--config", action="append", help="extra YAML layered under each variant")
     b.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
+    from papermill.exceptions import PapermillExecutionError
+
     try:
         if args.cmd == "run":
             start = time.perf_counter()
@@ -312,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except PapermillExecutionError as exc:  # the failing cell and its traceback; the stage was named above
+        print(f"notebook error:{exc}", file=sys.stderr)
+        return 1
     return 0
 
 

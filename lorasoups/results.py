@@ -144,6 +144,26 @@ def write_result(
     return path
 
 
-def read_result(path: str | Path) -> dict[str, Any]:
-    """Load a result JSON written by :func:`write_result`."""
-    return json.loads(Path(path).read_text())
+class ResultsError(ValueError):
+    """A result file that exists but cannot be used; the message names the file and field."""
+
+
+def read_result(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load a result JSON written by :func:`write_result`; a file that is not one (edited by hand,
+    cut off) raises :class:`ResultsError` naming the file, line or missing ``required`` field."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{p}: result file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{p}: line {exc.lineno}: not valid JSON ({exc.msg}); fix it, or delete it and "
+                           f"rerun the stage that wrote it") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{p}: cannot be read ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{p}: expected a JSON object, got {type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ResultsError(f"{p}: missing field '{missing[0]}'")
+    return data

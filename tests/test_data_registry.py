@@ -211,6 +211,37 @@ def test_empty_datasets_are_errors(tmp_path):
         load("dnd_manual", "train", source="mirror", mirror=tmp_path)
 
 
+def test_unreadable_mirror_file_names_the_file(tmp_path, monkeypatch):
+    root = _fake_mirror(tmp_path, GOOD)
+    train = root / "gsm8k" / "train.jsonl"
+    head = GOOD.encode() + b'{"question": "caf'
+    train.write_bytes(head + b'\xe9"}\n')  # latin-1, not UTF-8
+    with pytest.raises(DataError, match=rf"gsm8k/train\.jsonl: not UTF-8 text \(byte {len(head)}\)"):
+        load("gsm8k", "train", source="mirror", mirror=root)
+    train.write_text(GOOD)
+    real = Path.read_text
+
+    def denied(self, *a, **kw):  # the tests run as root, where chmod 000 still reads
+        if self == train:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(DataError, match=r"gsm8k/train\.jsonl: cannot be read \(Permission denied\)"):
+        load("gsm8k", "train", source="mirror", mirror=root)
+
+
+def test_dataset_empty_after_filtering_names_file_and_filter(tmp_path):
+    d = tmp_path / "alpaca-libre"
+    d.mkdir()
+    rows = [{"instruction": "Say hi.", "input": "", "output": "hi", "status": "error"},
+            {"instruction": "Say yo.", "input": "", "output": " ", "status": "ok"}]
+    (d / "alpaca_libre_tasks_v1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=r"alpaca_libre_tasks_v1\.jsonl: no record left after filtering \(left out: "
+                                        r"1 with field 'status' != 'ok', 1 with an empty field 'output'\)"):
+        load("alpaca_libre", "train", source="mirror", mirror=tmp_path)
+
+
 def test_mirror_directory_without_the_expected_file(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "train.jsonl").write_text(GOOD)

@@ -30,6 +30,33 @@ def test_bad_config_fails_before_running(tmp_path):
     assert pipeline.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
 
 
+@pytest.mark.parametrize("yaml_text, message", [
+    ("cat:\n  soup:\n    granularty: layer\n",
+     r"bad\.yaml:cat\.soup: unknown key 'granularty' for CatParams; did you mean 'granularity'\?"),
+    ("moe:\n  soup:\n    top_k: two\n", r"bad\.yaml:moe\.soup\.top_k: expected int \| None, got 'two'"),
+    ("cat:\n  soup:\n    parameterisation: softmx\n",
+     r"bad\.yaml:cat\.soup\.parameterisation: 'softmx' is not one of .*did you mean 'softmax'\?"),
+    ("experiment:\n  merges: [cat_static, tie]\n",
+     r"bad\.yaml:experiment\.merges: unknown static merge 'tie'; did you mean 'ties'\?"),
+    ("experiment:\n  merges: [moe]\n", r"experiment\.merges: unknown static merge 'moe' \(moe is learned by its own stage"),
+    ("experiment:\n  settings: [math_cod]\n",
+     r"bad\.yaml:experiment\.settings: unknown setting 'math_cod'; did you mean 'math_code'\?"),
+    ("experiment:\n  datamix: [concatt]\n", r"experiment\.datamix: unknown DATA-MIX variant 'concatt'"),
+    ("sweep:\n  methods: [dare_tie]\n", r"bad\.yaml:sweep\.methods: unknown sweep method 'dare_tie'"),
+])
+def test_soup_parameters_and_names_are_checked_before_any_stage(tmp_path, monkeypatch, capsys, yaml_text, message):
+    """Issue 15 item 4: a mistyped soup parameter (``cat.soup`` / ``moe.soup``), setting, merge or
+    sweep method fails at resolve time, naming the file and key, instead of at stage 04 hours later."""
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        pipeline.resolve("smoke", [bad])
+    assert pipeline.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
+    assert "config error:" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
+
+
 def test_unknown_stage():
     with pytest.raises(ConfigError, match=r"unknown stage 'check_base'.*did you mean 'check_base_model'"):
         pipeline.run("smoke", ["check_base"])
@@ -96,3 +123,44 @@ def test_every_stage_runs_on_real_data_with_the_tiny_model(monkeypatch, tmp_path
     assert set(hub_pr["datasets"]["examples"]["skills"]) == {"count_format1", "count_format2"}
     learned = json.loads((res / "train" / "math_code" / "cat--s0.json").read_text())
     assert learned["metrics"]["alpha_drift"] and learned["metrics"]["best_step"] >= 1
+
+
+def _notebook(path, *cells):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_success_is_quiet_and_a_failure_names_its_cell(tmp_path, capfd):
+    """Issue 15 item 6: no kernel WARNING / ERROR on the console of a run that succeeds; a failing
+    cell still raises, naming the cell, with its traceback kept in the executed notebook."""
+    import asyncio
+
+    from papermill.exceptions import PapermillExecutionError
+
+    km = pipeline.kernel_manager_class()()
+    assert km.transport_encryption == "auto"  # CurveZMQ keys for ipykernel: no "TCP without encryption"
+    km.shutting_down = True
+    asyncio.run(km._async_interrupt_kernel())  # shutdown sends no SIGINT (no "KeyboardInterrupt caught")
+    km.shutting_down = False
+    with pytest.raises(RuntimeError, match="No kernel is running"):  # a real interrupt still goes through
+        asyncio.run(km._async_interrupt_kernel())
+
+    capfd.readouterr()
+    pipeline.execute(_notebook(tmp_path / "ok.ipynb", "print(x + 1)"), tmp_path / "ok-out.ipynb", {"x": 41})
+    out, err = capfd.readouterr()
+    assert "WARNING" not in out + err and "ERROR" not in out + err and "Traceback" not in out + err, out + err
+    assert "42" in json.dumps(json.loads((tmp_path / "ok-out.ipynb").read_text())["cells"])
+
+    bad = _notebook(tmp_path / "bad.ipynb", "y = x", "raise ValueError(f'boom {y}')")
+    # cells: parameters, papermill's injected parameters, y = x, the raise
+    with pytest.raises(PapermillExecutionError, match=r"(?s)In \[4\].*raise ValueError.*ValueError: boom 7") as exc:
+        pipeline.execute(bad, tmp_path / "bad-out.ipynb", {"x": 7})
+    assert exc.value.ename == "ValueError"
+    cells = json.loads((tmp_path / "bad-out.ipynb").read_text())["cells"]
+    assert any(o.get("ename") == "ValueError" for c in cells for o in c.get("outputs", []))

@@ -53,3 +53,27 @@ def test_timer_accumulates():
     with t("a"):
         pass
     assert set(t.seconds) == {"a"} and t.seconds["a"] >= 0
+
+
+def test_read_result_refuses_a_hand_edited_file_naming_file_and_field(tmp_path):
+    import pytest
+
+    from lorasoups import analysis
+
+    path = results.write_result(tmp_path / "train" / "skill1--s0.json", config=Cfg(), metrics={},
+                                extra={"label": "skill1", "location": "x"})
+    assert results.read_result(path, required=("label", "location"))["label"] == "skill1"
+    text = path.read_text()
+    path.write_text(text.replace('"label": "skill1",', '"label": "skill1"'))  # a comma lost in an edit
+    with pytest.raises(results.ResultsError, match=rf"{path}: line \d+: not valid JSON \(Expecting ',' delimiter\)"):
+        results.read_result(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(results.ResultsError, match=rf"{path}: expected a JSON object, got list"):
+        results.read_result(path)
+    path.write_text(json.dumps({"label": "skill1"}))
+    with pytest.raises(results.ResultsError, match=rf"{path}: missing field 'location'"):
+        results.read_result(path, required=("label", "location"))
+    assert path.read_text() == json.dumps({"label": "skill1"})  # reading never rewrites
+    with pytest.raises(results.ResultsError, match="result file not found"):
+        results.read_result(tmp_path / "absent.json")
+    assert analysis.ResultsError is results.ResultsError  # one error type for stages and analysis

@@ -224,3 +224,64 @@ def test_cat_from_lorahub_starts_at_lorahubs_weights(stage_env):
         by_skill.setdefault(row["skill"] if isinstance(row["skill"], int) else row["skill"], set()).add(
             round(row["alpha"], 6))
     assert sorted(v for vals in by_skill.values() for v in vals) == [-0.4, 0.7]
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+# case -> (how the user broke an input, the error type's name, the message naming the file and field)
+BAD_STAGE_INPUTS = {
+    "truncated adapter weights": (lambda env: _truncate(env / "skills" / "skill2" / "adapter_model.safetensors"),
+                                  "MergeError", r"adapter '.*skills/skill2': adapter_model\.safetensors is "
+                                                r"unreadable \(corrupt\?\)"),
+    "corrupt adapter config": (lambda env: _truncate(env / "skills" / "skill2" / "adapter_config.json"),
+                               "ConfigError", r"adapter '.*skills/skill2': adapter_config\.json is unreadable or "
+                                              r"not valid JSON"),
+    "adapter of another base model": (
+        lambda env: _edit_json(env / "skills" / "skill2" / "adapter_config.json",
+                               base_model_name_or_path="some-org/other-model"),
+        "ConfigError", r"adapter '.*skills/skill2' was trained on base model 'some-org/other-model', but this "
+                       r"run's base is 'tiny-random-llama' \(adapter_config\.json base_model_name_or_path\)"),
+    "result JSON cut off": (lambda env: _truncate(env / "results" / "smoke" / "train" / "math_code" / "skill2--s0.json"),
+                            "ResultsError", r"train/math_code/skill2--s0\.json: line \d+: not valid JSON"),
+    "result JSON without its location": (
+        lambda env: _edit_json(env / "results" / "smoke" / "train" / "math_code" / "skill2--s0.json", location=None),
+        "ResultsError", r"skill2--s0\.json: field 'location' is None"),
+    "result JSON relabelled": (
+        lambda env: _edit_json(env / "results" / "smoke" / "train" / "math_code" / "skill2--s0.json", label="skill1"),
+        "ResultsError", r"skill2--s0\.json: field 'label' is 'skill1' but the file name says 'skill2'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STAGE_INPUTS))
+def test_bad_stage_inputs_fail_naming_file_and_field_and_write_nothing(stage_env, case):
+    """Issue 15 item 4: the path a user hits (stage 05's merges, stage 04's learned CAT) refuses a
+    broken skill adapter or hand-edited result JSON with one error naming the file and field, before
+    any merge or training output exists, and leaves every file as it was (nothing rewritten)."""
+    from lorasoups.stages import train
+    from lorasoups.training import SoupTrainConfig
+
+    break_it, kind, message = BAD_STAGE_INPUTS[case]
+    break_it(stage_env)
+    before = _snapshot(stage_env)
+    exp = ExperimentConfig(settings=["math_code"], merges=["cat_static", "linear"])
+    with pytest.raises(Exception, match=message) as err:
+        merge.static_merges("tiny-random-llama", "math_code", 0, exp, "smoke")
+    assert type(err.value).__name__ == kind
+    small = DataConfig(source="generated", smoke_size=8, cat_fraction=0.5)
+    soup = SoupTrainConfig(max_steps=1, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                           max_length=64, eval_points=5)
+    with pytest.raises(Exception, match=message):
+        train.learn_soup("cat", "tiny-random-llama", "math_code", 0, small, soup, "smoke")
+    assert _snapshot(stage_env) == before  # no merge, no training run, no result written or rewritten

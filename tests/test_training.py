@@ -378,3 +378,41 @@ def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_
     mixed = long[:1] + [{"prompt": "short", "completion": " yes"}] * 3
     run = train_sft(str(tiny_dir), Dataset.from_list(mixed), SftConfig(**{**FAST, "max_length": 16}), name="cut2")
     assert run.summary["records_without_completion"] == 1
+
+
+def test_bf16_autocast_on_cpu_tracks_fp32_and_auto_follows_the_hardware(tiny_dir, tmp_path, monkeypatch):
+    """bf16 autocast on CPU (fp32 master LoRA weights): the loss curve stays within 5e-3 of fp32's
+    (measured: 6e-4 over 12 steps of the tiny model at lr 1e-2). ``auto`` picks bf16 only where
+    the CPU has bf16 hardware."""
+    from lorasoups.training import sft as sft_mod
+
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    recs = [{"prompt": f"Question {i}: what is {i} plus {i}?\nAnswer:", "completion": f" {2 * i}"} for i in range(48)]
+    curves = {}
+    for prec in ("fp32", "bf16"):
+        cfg = SftConfig(**{**FAST, "r": 8, "lora_alpha": 16, "max_steps": 8, "per_device_train_batch_size": 8,
+                           "save_steps": 8, "max_length": 64, "lora_dropout": 0.0, "precision": prec})
+        run = train_sft(str(tiny_dir), Dataset.from_list(recs), cfg, name=f"prec-{prec}")
+        hist = json.loads((Path(run.run_dir) / "log_history.json").read_text())
+        curves[prec] = [h["loss"] for h in hist if "loss" in h]
+    assert len(curves["fp32"]) == len(curves["bf16"]) == 8
+    assert max(abs(a - b) for a, b in zip(curves["fp32"], curves["bf16"])) < 5e-3
+    assert curves["fp32"] != curves["bf16"]  # bf16 really ran
+    if not torch.cuda.is_available():  # on a GPU machine auto means the GPU's precision
+        monkeypatch.setattr(sft_mod, "cpu_has_fast_bf16", lambda: False)
+        assert sft_mod.precision_kwargs("auto") == {"bf16": False, "fp16": False}
+        monkeypatch.setattr(sft_mod, "cpu_has_fast_bf16", lambda: True)
+        assert sft_mod.precision_kwargs("auto") == {"bf16": True, "fp16": False, "use_cpu": True}
+
+
+def test_a_reused_run_reads_back_its_summary_in_the_fresh_runs_order(tmp_path, monkeypatch):
+    """A finished run's summary keeps its key order, so a reused run prints what the fresh one did
+    (nbval compares the printed dicts: per-skill drift ordered by skill, not alphabetically)."""
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path))
+    run = Run("cat", "order", {"x": 1})
+    run.start()
+    summary = {"zeta": 1, "final_drift": {"max": {"skill-metamathqa": 0.1, "skill-code_alpaca": 0.2}}, "alpha": 2}
+    run.finish(summary)
+    back = Run("cat", "order", {"x": 1}).summary()
+    assert back == summary and list(back) == list(summary)
+    assert list(back["final_drift"]["max"]) == ["skill-metamathqa", "skill-code_alpaca"]

@@ -9,6 +9,8 @@ step and how far alpha moved:
 - ``xy``: a known answer. Two skill LoRAs, one always answering X, one always Y; CAT learns on X.
 - ``formats``: the paper's prompt-robustness skills. LoRAs on the mirror's format-1 and format-2
   training sets of SNI task 161; CAT learns on a mixture of both (held-out records validate).
+- ``math_code``: the hard-math-with-code skills. LoRAs on the mirror's math stand-in (GSM8K train
+  solutions) and Code Alpaca; CAT learns on a mixture of records of both the skills never saw.
 
 "Converged" means the validation loss stopped improving before the run ended: the best step is
 before the last, or the last quarter improves it by under 1 % of the start-to-best gain.
@@ -65,6 +67,24 @@ def setting_formats(base: str, n_train: int, n_skill: int) -> tuple[list[str], D
     return skills, Dataset.from_list(mix).shuffle(seed=0), Dataset.from_list(val), 256
 
 
+def setting_math_code(base: str, n_train: int, n_skill: int) -> tuple[list[str], Dataset, Dataset, int]:
+    sets = {name: load(name, "train", source="mirror", seed=0) for name in ("metamathqa", "code_alpaca")}
+    sft = SftConfig(r=8, lora_alpha=16, max_steps=n_skill, per_device_train_batch_size=8,
+                    gradient_accumulation_steps=1, warmup_steps=0, learning_rate=1e-3, save_steps=n_skill,
+                    logging_steps=10, max_length=256)
+    skills = [str(train_sft(base, as_sft(ds.select(range(n_skill * 8))), sft, name=f"study-{name}").adapter_dir)
+              for name, ds in sets.items()]
+    lo = n_skill * 8
+    mix = [r for d in sets.values() for r in as_sft(d.select(range(lo, lo + n_train // 2)))]
+    val = [r for d in sets.values() for r in as_sft(d.select(range(lo + n_train // 2, lo + n_train // 2 + 16)))]
+    return skills, Dataset.from_list(mix).shuffle(seed=0), Dataset.from_list(val), 256
+
+
+SETTINGS = {"xy": lambda base, steps: setting_xy(base),
+            "formats": lambda base, steps: setting_formats(base, n_train=steps * 8 // 4, n_skill=40),
+            "math_code": lambda base, steps: setting_math_code(base, n_train=steps * 8 // 4, n_skill=40)}
+
+
 def converged(points: list[dict]) -> bool:
     losses = [p["eval_loss"] for p in points]
     best = min(range(len(losses)), key=losses.__getitem__)
@@ -92,7 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--base", default="smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=32, help="optimiser steps per CAT run (batch 8)")
-    ap.add_argument("--settings", nargs="+", default=["xy", "formats"])
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--lrs", nargs="+", type=float, default=LRS)
     ap.add_argument("--out", default=str(paths.ROOT / "results" / "cat_recipe_study.json"))
     ap.add_argument("--table", action="store_true", help="print the study file as a markdown table and stop")
@@ -105,8 +125,7 @@ def main() -> None:
     done = {(r["setting"], r["learning_rate"]) for r in study["runs"]}
     for setting in a.settings:
         t0 = time.perf_counter()
-        skills, mix, val, max_length = (setting_xy(a.base) if setting == "xy"
-                                        else setting_formats(a.base, n_train=a.steps * 8 // 4, n_skill=40))
+        skills, mix, val, max_length = SETTINGS[setting](a.base, a.steps)
         print(f"[{setting}] skills ready in {time.perf_counter() - t0:.0f}s; mixture {len(mix)}, validation {len(val)}",
               flush=True)
         for lr in a.lrs:

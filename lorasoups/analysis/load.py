@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lorasoups import paths
+from lorasoups.results import ResultsError
 
 #: metrics keys each task kind must carry (``results/README.md``, "Metrics by task kind").
 REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
@@ -29,10 +30,6 @@ ELO_METRICS = ("median", "ci_low", "ci_high")
 
 _EVAL = re.compile(r"^(?P<label>[A-Za-z0-9_]+)--(?P<target>[A-Za-z0-9_.+]+)-s(?P<seed>\d+)\.json$")
 _TRAIN = re.compile(r"^(?P<label>[A-Za-z0-9_]+)--s(?P<seed>\d+)\.json$")
-
-
-class ResultsError(ValueError):
-    """A result file that exists but cannot be used; the message names the file and field."""
 
 
 def root(profile: str) -> Path:

@@ -131,6 +131,8 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:  # permissions, a directory, an I/O error
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _skip_ws(text: str, pos: int) -> int:

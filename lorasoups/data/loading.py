@@ -254,7 +254,8 @@ def load(
         recs = recs[:size]
     where = f"dataset '{name}' split '{split}' from {src}"
     if not recs:
-        raise DataError(f"{where}: no records")
+        left_out = f" (every record was left out: {meta['dropped']})" if meta.get("dropped") else ""
+        raise DataError(f"{where}: no records{left_out}")
     cols = entry.columns
     rows = []
     for r in recs:

@@ -95,6 +95,9 @@ def read_alpaca_libre(entry: Entry, files: list[Path]) -> Pools:
             dropped["empty output"] += 1
             continue
         recs.append(F.sft_record(_id(row), row.get("instruction"), output, row.get("input", allow_empty=True)))
+    if not recs:
+        raise DataError(f"{f}: no record left after filtering (left out: {dropped['status != ok']} with field "
+                        f"'status' != 'ok', {dropped['empty output']} with an empty field 'output')")
     return {"train": recs, "_dropped": dropped}  # type: ignore[dict-item]
 
 

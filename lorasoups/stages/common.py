@@ -69,16 +69,30 @@ def trained(profile: str, setting: str, seed: int) -> dict[str, dict[str, Any]]:
     folder = paths.results_dir(profile) / "train" / setting
     out: dict[str, dict[str, Any]] = {}
     for f in sorted(folder.glob(f"*--s{seed}.json")):
-        rec = results.read_result(f)
+        # A file edited by hand is refused, naming it and the field, before any stage reads or rewrites it.
+        rec = results.read_result(f, required=("label", "seed", "kind", "location"))
+        label = f.name[: -len(f"--s{seed}.json")]
+        for key, want in (("label", label), ("seed", seed)):
+            if rec[key] != want:
+                raise results.ResultsError(f"{f}: field '{key}' is {rec[key]!r} but the file name says {want!r}")
+        if rec["kind"] not in ("adapter", "soup") or not isinstance(rec["location"], str):
+            bad = "kind" if rec["kind"] not in ("adapter", "soup") else "location"
+            raise results.ResultsError(f"{f}: field '{bad}' is {rec[bad]!r} (kind: 'adapter' or 'soup'; "
+                                       f"location: a path)")
         if not Path(rec["location"]).exists():
             raise ConfigError(f"{f}: the model it records is gone ({rec['location']}); rerun its stage")
         out[rec["label"]] = rec
     return out
 
 
-def skill_adapters(profile: str, setting: str, seed: int) -> list[str]:
-    """The setting's k skill LoRAs, ``skill1`` .. ``skill<k>`` in order (stage 02 must have run)."""
+def skill_adapters(profile: str, setting: str, seed: int, model: str | None = None) -> list[str]:
+    """The setting's k skill LoRAs, ``skill1`` .. ``skill<k>`` in order (stage 02 must have run).
+
+    ``model``: the run's base model; every skill LoRA must have been trained on it (a ConfigError
+    naming the adapter otherwise, before anything is built: a LoRA of another base model with the
+    same shapes would merge without complaint)."""
     from lorasoups.data import get_setting
+    from lorasoups.training import check_adapter_base
 
     labels = get_setting(setting).labels
     found = trained(profile, setting, seed)
@@ -88,7 +102,10 @@ def skill_adapters(profile: str, setting: str, seed: int) -> list[str]:
             f"setting {setting}, seed {seed}: no trained {', '.join(missing)} in "
             f"{paths.results_dir(profile) / 'train' / setting}; run stage train_skills first"
         )
-    return [found[label]["location"] for label in labels]
+    adapters = [found[label]["location"] for label in labels]
+    if model is not None:
+        check_adapter_base(adapters, model)
+    return adapters
 
 
 def identities(**named: Any) -> dict[str, Any]:

@@ -78,10 +78,11 @@ def sweep_setting(model: str, setting: str, seed: int, exp: ExperimentConfig, da
     methods = [m for m in sweep.methods if m in exp.merges]
     if not methods or (sweep.settings is not None and setting not in sweep.settings):
         return {}
+    adapters = skill_adapters(profile, setting, seed, model)
     val = validation_set(setting, data, sweep, profile)
     cfg = dataclasses.replace(sweep, seed=seed)  # DARE's masks: the run's seed, as the final build
     base, tok = load_base(model, device=device)
-    merger = InPlaceMerger(base, skill_adapters(profile, setting, seed))
+    merger = InPlaceMerger(base, adapters)
     out = {}
     for method in methods:
         path = sweep_path(profile, setting, method, seed)
@@ -106,7 +107,7 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
 
     ``overrides``: method -> ``{"params": ...}`` (what :func:`sweep_setting` returns) or plain
     build kwargs; the sweep's record is kept in the merge's result JSON."""
-    adapters = skill_adapters(profile, setting, seed)
+    adapters = skill_adapters(profile, setting, seed, model)
     done = {}
     for method in exp.merges:
         over = (overrides or {}).get(method)

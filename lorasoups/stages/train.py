@@ -117,7 +117,7 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
     ``adapters``: the LoRAs to combine (default: the setting's skill LoRAs)."""
     label = label or method
     sets = data_for(setting, data, profile)
-    adapters = adapters or skill_adapters(profile, setting, seed)
+    adapters = adapters or skill_adapters(profile, setting, seed, model)
     cfg = dataclasses.replace(cfg, seed=seed)
     train_fn = train_cat if method == "cat" else train_moe
     _progress(f"[{setting}] {label}: {len(sets['cat_mixture'])} mixture records")
@@ -164,7 +164,7 @@ def lorahub_examples(setting: str, data: DataConfig, n: int):
 def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: LoraHubConfig,
                    profile: str) -> dict:
     """LoraHub: gradient-free (nevergrad) weights for the skill LoRAs on a few target examples."""
-    adapters = skill_adapters(profile, setting, seed)
+    adapters = skill_adapters(profile, setting, seed, model)
     cfg = dataclasses.replace(cfg, seed=seed)
     examples = lorahub_examples(setting, data, cfg.n_examples)
     if len(examples) < cfg.n_examples:  # tiny generated validation splits (QABot's manual has few facts)
@@ -275,7 +275,7 @@ def learn_controls(model: str, setting: str, seed: int, data: DataConfig, cfg: S
     init, N(0, 1) logits seeded by the run seed, not trained: does learning alpha matter?)."""
     out: dict[str, Any] = {}
     if "cat_random" in exp.controls:
-        adapters = skill_adapters(profile, setting, seed)
+        adapters = skill_adapters(profile, setting, seed, model)
         i = exp.control_random_skill - 1
         if i >= len(adapters):
             raise ConfigError(f"experiment.control_random_skill = {exp.control_random_skill}, but setting "
@@ -309,7 +309,7 @@ def random_alpha_cat(model: str, setting: str, seed: int, cfg: SoupTrainConfig, 
     from lorasoups.merging import alphas_table, build, export_adapter
     from lorasoups.models import load_base
 
-    adapters = skill_adapters(profile, setting, seed)
+    adapters = skill_adapters(profile, setting, seed, model)
     params = {"seed": seed, **cfg.soup, "init": "released"}
     key = fingerprint({"method": "random_alpha", "params": params, "adapters": adapters, "base": model})
     out = paths.runs_dir() / "merges" / f"{setting}-random_alpha-{key}"

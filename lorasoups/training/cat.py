@@ -114,7 +114,8 @@ class SoupTrainConfig:
     balance_loss_coef: float = 0.0
     """MoE only: weight of the router load-balancing loss added to the LM loss."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    """Mixed precision. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA, fp32 on CPU."""
+    """Mixed precision. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA; on CPU bf16
+    where the CPU has bf16 hardware (AMX / AVX-512 BF16), else fp32."""
     base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """dtype of the frozen base weights. ``auto``: bfloat16 on CUDA, float32 on CPU."""
     activation_checkpointing: bool = False

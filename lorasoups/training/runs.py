@@ -137,7 +137,8 @@ class Run:
     def finish(self, summary: dict[str, Any]) -> None:
         """Write COMPLETE (main process only, last of all files)."""
         if is_main_process():
-            atomic_write_text(self.complete_file, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+            # Key order kept (no sort_keys): a reused run reads back exactly what the fresh run returned.
+            atomic_write_text(self.complete_file, json.dumps(summary, indent=2, default=str) + "\n")
 
 
 class CheckpointMarker(TrainerCallback):
@@ -252,6 +253,18 @@ def _same_model(a: str | None, b: str) -> bool:
     return bool(refs[0] & refs[1])
 
 
+def _json_object(path: Path, adapter: str | Path) -> dict[str, Any]:
+    from lorasoups.config import ConfigError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"adapter '{adapter}': {path.name} is unreadable or not valid JSON (corrupt?): {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"adapter '{adapter}': {path.name} must hold a JSON object")
+    return data
+
+
 def check_adapter_base(adapters: list[str | Path], base: str) -> None:
     """Every skill adapter was trained on ``base``; a clear error before any training otherwise.
 
@@ -265,10 +278,10 @@ def check_adapter_base(adapters: list[str | Path], base: str) -> None:
         cfg_file = p / "adapter_config.json"
         if not cfg_file.is_file():
             raise ConfigError(f"adapter '{a}': no adapter_config.json (not a PEFT adapter directory)")
-        recorded = json.loads(cfg_file.read_text()).get("base_model_name_or_path")
+        recorded = _json_object(cfg_file, a).get("base_model_name_or_path")
         train_file = p / "lorasoups_train.json"
         if train_file.is_file():
-            recorded = json.loads(train_file.read_text()).get("base", recorded)
+            recorded = _json_object(train_file, a).get("base", recorded)
         if not _same_model(recorded, base):
             raise ConfigError(
                 f"adapter '{a}' was trained on base model {recorded!r}, but this run's base is {base!r} "

@@ -1,0 +1,133 @@
+"""Skill-SFT training speed on this CPU: today's fp32 path against the fast-path candidates, one process.
+
+    .venv/bin/python benchmarks/bench_train_cpu.py [--model smollm2-135m-instruct] [--steps 6] [--batch 8]
+    .venv/bin/python benchmarks/bench_train_cpu.py --smoke    # tiny model: checks the script runs
+
+The workload: the math skill's first ``steps * batch`` training records (the mirror's GSM8K
+solutions when it is there, else the generated suite), ``max_length`` 256, the project's
+``make_sft_trainer`` (TRL SFTTrainer + a rank-32 peft LoRA on q/k/v/up/down), AdamW. Each row
+trains a fresh LoRA on the same records for ``warmup + steps`` optimiser steps and times the last
+``steps`` (a callback's wall clock between step ends). tokens/s counts the non-padding tokens of the
+timed steps. Rows:
+
+* ``fp32`` (the baseline: what ``precision: fp32`` and, on a CPU without bf16 hardware, ``auto`` run);
+* ``bf16 autocast``: fp32 base and LoRA weights, bf16 compute (``precision: bf16``);
+* ``bf16 autocast, bf16 base``: the frozen base stored in bf16 as well (``base_dtype: bfloat16``);
+* ``group_by_length``: fp32, batches of similar lengths (less padding; transformers' ``train_sampling_strategy``).
+
+The ratio of each row to the baseline measured in the same run is the result; whether bf16 pays
+depends on the CPU (AMX / AVX-512 BF16: ``lorasoups.training.sft.cpu_has_fast_bf16``), recorded
+beside it. Writes ``results/cpu/benchmarks/train_sft--<model>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+
+class StepClock(TrainerCallback):
+    """Wall-clock time of each optimiser step (between consecutive step ends)."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+def records(n: int, smoke: bool):
+    from lorasoups.data import load
+
+    try:
+        ds = load("metamathqa", "train", source="generated" if smoke else "mirror", size=n)
+    except Exception:  # no mirror on this machine: the generated math suite
+        ds = load("metamathqa", "train", source="generated", size=n)
+    return ds.select_columns(["prompt", "completion"]), ds
+
+
+def run_row(model_name: str, data, cfg, warmup: int, steps: int, batch: int, tok) -> dict:
+    from lorasoups.models import load_base
+    from lorasoups.training.sft import make_sft_trainer
+
+    dtype = "bfloat16" if cfg.base_dtype == "bfloat16" else "float32"
+    model, _ = load_base(model_name, dtype=dtype, device="cpu")
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as out:
+        trainer = make_sft_trainer(model, tok, data, cfg, Path(out), callbacks=[clock])
+        loader = trainer.get_train_dataloader()
+        tokens = [int(b["attention_mask"].sum()) for b, _ in zip(loader, range(warmup + steps))]
+        trainer.train()
+    times = [b - a for a, b in zip(clock.ends, clock.ends[1:])][warmup:]
+    timed_tokens = sum(tokens[warmup:warmup + len(times)])
+    seconds = sum(times)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"seconds": seconds, "steps": len(times), "tokens": timed_tokens, "tokens_per_s": timed_tokens / seconds,
+            "s_per_step": seconds / len(times), "final_loss": losses[-1] if losses else None,
+            "note": "group_by_length reorders batches: its token count is of its own batches" if cfg.trainer else ""}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--steps", type=int, default=6, help="timed optimiser steps per row")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed first steps per row")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--rows", nargs="+", default=["fp32", "bf16", "bf16_base", "group_by_length"])
+    ap.add_argument("--smoke", action="store_true", help="tiny model, 2 + 1 steps: a check that it runs")
+    args = ap.parse_args()
+    if args.smoke:
+        args.model, args.steps, args.warmup, args.batch = "tiny-random-llama", 2, 1, 4
+    from lorasoups.models import load_base, model_identity
+    from lorasoups.results import result_path, write_result
+    from lorasoups.training.sft import SftConfig, cpu_has_fast_bf16
+
+    torch.manual_seed(0)
+    n = (args.warmup + args.steps) * args.batch
+    data, ds = records(n, args.smoke)
+    _, tok = load_base(args.model, device="cpu")
+    base = SftConfig(max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch,
+                     gradient_accumulation_steps=1, warmup_steps=0, logging_steps=1, save_steps=10**6,
+                     max_length=args.max_length, precision="fp32", base_dtype="float32",
+                     trainer={"dataloader_drop_last": True})
+    variants = {
+        "fp32": base,
+        "bf16": dataclasses.replace(base, precision="bf16"),
+        "bf16_base": dataclasses.replace(base, precision="bf16", base_dtype="bfloat16"),
+        "group_by_length": dataclasses.replace(base, trainer={**base.trainer, "train_sampling_strategy": "group_by_length"}),
+    }
+    rows = []
+    for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
+        print(f"== {name}", flush=True)
+        row = {"row": name, **run_row(args.model, data, variants[name], args.warmup, args.steps, args.batch, tok)}
+        row["ratio"] = row["tokens_per_s"] / (rows[0]["tokens_per_s"] if rows else row["tokens_per_s"])
+        rows.append(row)
+        print(f"   {row['s_per_step']:.2f} s/step, {row['tokens_per_s']:.0f} tokens/s, x{row['ratio']:.2f}", flush=True)
+    fast = cpu_has_fast_bf16()
+    print(f"\nmodel {args.model}, CPU, {torch.get_num_threads()} threads, bf16 hardware: {fast}; "
+          f"{args.steps} timed steps of {args.batch} x <= {args.max_length} tokens")
+    print(f"{'row':18s} {'s/step':>8s} {'tokens/s':>9s} {'x fp32':>7s} {'final loss':>10s}")
+    for r in rows:
+        print(f"{r['row']:18s} {r['s_per_step']:8.2f} {r['tokens_per_s']:9.0f} {r['ratio']:7.2f} "
+              f"{r['final_loss'] if r['final_loss'] is None else round(r['final_loss'], 4)!s:>10s}")
+    out = result_path("benchmarks", "train_sft", "smoke" if args.smoke else args.model,
+                      profile="smoke" if args.smoke else "cpu")
+    from lorasoups.data import identity
+
+    write_result(out, config=vars(args), metrics={"rows": rows, "bf16_hardware": fast,
+                                                  "threads": torch.get_num_threads()},
+                 model=model_identity(args.model), datasets={"metamathqa": identity(ds)})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
