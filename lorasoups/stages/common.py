@@ -75,10 +75,10 @@ def trained(profile: str, setting: str, seed: int) -> dict[str, dict[str, Any]]:
         for key, want in (("label", label), ("seed", seed)):
             if rec[key] != want:
                 raise results.ResultsError(f"{f}: field '{key}' is {rec[key]!r} but the file name says {want!r}")
-        if rec["kind"] not in ("adapter", "soup") or not isinstance(rec["location"], str):
-            bad = "kind" if rec["kind"] not in ("adapter", "soup") else "location"
-            raise results.ResultsError(f"{f}: field '{bad}' is {rec[bad]!r} (kind: 'adapter' or 'soup'; "
-                                       f"location: a path)")
+        for key, ok in (("kind", rec["kind"] in ("adapter", "soup")), ("location", isinstance(rec["location"], str))):
+            if not ok:
+                raise results.ResultsError(f"{f}: field '{key}' is {rec[key]!r} (kind: 'adapter' or 'soup'; "
+                                           f"location: a path)")
         if not Path(rec["location"]).exists():
             raise ConfigError(f"{f}: the model it records is gone ({rec['location']}); rerun its stage")
         out[rec["label"]] = rec

@@ -57,15 +57,21 @@ def train_skills(model: str, setting: str, seed: int, data: DataConfig, sft: Sft
     return out
 
 
+def paper_length(cfg: SftConfig, names: list[str]) -> SftConfig:
+    """``cfg`` at the paper's sequence length for datasets ``names`` (the longest ``Entry.max_length``
+    among them, §B.2; ``cfg.max_length`` where none has one, or with ``cfg.lengths: uniform``)."""
+    lengths = [n for n in (get_entry(name).max_length for name in names) if n is not None]
+    if cfg.lengths != "paper" or not lengths:
+        return cfg
+    return dataclasses.replace(cfg, max_length=max(lengths))
+
+
 def skill_sft(cfg: SftConfig, name: str) -> SftConfig:
     """``cfg`` for the skill LoRA of dataset ``name``: the paper's sequence length for that data
     (``Entry.max_length``, §B.2) unless ``cfg.lengths`` is ``uniform``; a text corpus packed into
     blocks of that length (TRL's ``wrapped``), so a short length never cuts text off."""
-    entry = get_entry(name)
-    out = cfg
-    if cfg.lengths == "paper" and entry.max_length is not None:
-        out = dataclasses.replace(out, max_length=entry.max_length)
-    if entry.kind == "corpus":
+    out = paper_length(cfg, [name])
+    if get_entry(name).kind == "corpus":
         out = dataclasses.replace(out, packing=True,
                                   trainer={"packing_strategy": "wrapped", **out.trainer})
     return out
@@ -255,10 +261,7 @@ def train_controls(model: str, setting: str, seed: int, data: DataConfig, sft: S
             _progress(f"[{setting}] oracle: none ({why})")
             out["oracle"] = f"none: {why}"
         else:
-            lengths = [get_entry(t).max_length for t in get_setting(setting).targets]
-            ocfg = cfg
-            if cfg.lengths == "paper" and any(lengths):  # the setting's length (§B.2): 2048 for RC
-                ocfg = dataclasses.replace(cfg, max_length=max(n or cfg.max_length for n in lengths))
+            ocfg = paper_length(cfg, list(get_setting(setting).targets))  # §B.2: 2048 for RC
             _progress(f"[{setting}] oracle: {len(ds)} records of the targets' generated suites "
                       f"(max_length {ocfg.max_length})")
             run = train_sft(model, ds, ocfg, name=f"{setting}-oracle", kind="oracle")
