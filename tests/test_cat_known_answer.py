@@ -53,8 +53,10 @@ def test_default_recipe_finds_the_useful_skill(tiny_dir, xy_skills, tmp_path, mo
     assert steps[0] == 0 and len(steps) >= 6 and steps[-1] == s["global_step"]
     best = min(s["eval_points"][1:], key=lambda p: p["eval_loss"])
     assert s["best_step"] == best["step"] and s["best_checkpoint"].endswith(f"checkpoint-{best['step']}")
-    # drift: logged at every step, for both skills; the final drift is the exported alphas'
-    assert [d["step"] for d in s["alpha_drift"]] == list(range(1, s["global_step"] + 1))
+    # drift: logged at every step (and 0 at the step-0 evaluation), for both skills; the final
+    # drift is the exported alphas'
+    assert [d["step"] for d in s["alpha_drift"]] == list(range(0, s["global_step"] + 1))
+    assert s["alpha_drift"][0]["max"] == {"x": 0.0, "y": 0.0}
     table = json.loads((res.run_dir / "alphas.json").read_text())
     by_group = {r["group"]: r["alpha"] for r in table if r["skill"] == "x"}  # layer granularity: one per layer
     want = sum(abs(a - 0.5) for a in by_group.values()) / len(by_group)

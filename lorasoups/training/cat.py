@@ -48,6 +48,7 @@ from lorasoups.training.runs import (
     adapter_identity,
     base_identity,
     check_adapter_base,
+    check_launch,
     dataset_fingerprint,
     is_main_process,
     wait_for_everyone,
@@ -303,9 +304,15 @@ def train_soup(
                  **{"skill_names": skill_names(adapters), "seed": cfg.seed, **cfg.soup})
     set_lora_dropout(soup, bool(cfg.lora_dropout_on))
     run.start()
+    resume = run.last_checkpoint()
     never = SpreadEvaluation.NEVER
+    # Step 0 (equal init: static CAT at 1/k) is evaluated inside train(), after accelerate wraps the
+    # model: a trainer.evaluate() before train() marks the model prepared unwrapped, and under DDP
+    # the alphas' gradients were then never all-reduced (each rank trained on its own shard,
+    # measured). A resumed run finds the step-0 loss in the checkpoint's log history.
     args = trl_args(cfg, run.checkpoints, eval_strategy="steps", eval_steps=never, save_steps=never,
-                    load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+                    load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+                    eval_on_start=resume is None)
     drift_cb = ParameterDrift(soup)  # before train() resumes: drift is measured from the built start
     extra_cbs = [SpreadEvaluation(cfg.eval_points), drift_cb]
     if method == "cat" and soup.lorasoup.params.get("parameterisation") == "clamp":
@@ -313,16 +320,13 @@ def train_soup(
     trainer = SoupTrainer(model=soup, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, soup=soup, balance_loss_coef=cfg.balance_loss_coef,
                           callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
+    check_launch(trainer)
     start = time.perf_counter()
-    resume = run.last_checkpoint()
-    start_file = run.dir / "eval_start.json"  # step 0 (equal init: static CAT at 1/k); kept for a resume
-    if not resume:
-        start_file.write_text(json.dumps({"eval_loss": trainer.evaluate()["eval_loss"]}) + "\n")
-    initial_eval = json.loads(start_file.read_text())["eval_loss"] if start_file.is_file() else None
     output = trainer.train(resume_from_checkpoint=resume)
     # Read before the final evaluate below, which logs the best checkpoint's loss at the last step.
     history = list(trainer.state.log_history)
     evals = sorted({int(r["step"]): r["eval_loss"] for r in history if "eval_loss" in r}.items())
+    initial_eval = dict(evals).get(0)
     drifts = drift_history(history)
     final_eval = trainer.evaluate()["eval_loss"]  # after the best checkpoint is reloaded
     summary = {

@@ -75,6 +75,28 @@ def wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
+def check_launch(trainer: Any) -> None:
+    """Refuse a launch that accelerate would run as something other than what was asked.
+
+    Measured with accelerate 1.15 on CPU: it turns FSDP on only for GPU-type devices, so an FSDP
+    config there runs as DDP (MULTI_CPU), or, without ``use_cpu``, as N processes that each see
+    distributed type NO and train alone on all the data; nothing says so. DDP
+    (``configs/accelerate/ddp_cpu.yaml``) and DeepSpeed ZeRO-2 (``deepspeed_zero2_cpu.yaml``) do
+    run on CPU (tests/test_training_distributed.py)."""
+    from accelerate.utils import DistributedType
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    kind = trainer.accelerator.distributed_type
+    asked = {"ACCELERATE_USE_FSDP": DistributedType.FSDP, "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
+    hint = "On CPU use configs/accelerate/ddp_cpu.yaml or deepspeed_zero2_cpu.yaml"
+    for env, want in asked.items():
+        if os.environ.get(env, "false").lower() == "true" and kind != want:
+            raise RunError(f"the launch asked for {want.value} but accelerate set up {kind.value} "
+                           f"({'its FSDP needs a GPU' if want == DistributedType.FSDP else 'not available here'}). {hint}")
+    if world > 1 and kind == DistributedType.NO:
+        raise RunError(f"launched as {world} processes, but accelerate runs each one alone (distributed type NO). {hint}")
+
+
 @dataclass
 class Run:
     """One training run's directory and the resolved config it is keyed by."""
