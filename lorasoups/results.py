@@ -6,6 +6,7 @@ everything needed to tell later where a number came from sits in the file next t
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +54,17 @@ def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"sha": sha, "dirty": None if status is None else bool(status)}
+
+
+@functools.lru_cache(maxsize=1)
+def package_source_sha() -> str:
+    """sha256 of every ``lorasoups/**/*.py`` (path and bytes): a cached result keyed by it is
+    recomputed after any change to the package's code."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parent
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def fingerprint(obj: Any) -> str:

@@ -1,52 +1,25 @@
 """The sandbox against a corpus of hostile programs, run in one parallel batch with good programs."""
 from __future__ import annotations
 
+import json
 import os
-import re
 import signal
 import sys
 from pathlib import Path
 
 import pytest
+from hostile_corpus import CORPUS, canary_problems, check_hostile_batch, load_corpus, make_canary
 
-from lorasoups.evaluation.sandbox import STATUSES, SandboxConfig, run_program, run_programs
-
-CORPUS = Path(__file__).parent / "hostile_programs"
-GOOD = [  # (program, hand-computed answer)
-    ("def solution():\n    return 16 - 3 - 4\n", 9.0),
-    ("def solution():\n    money = 23\n    return money - 5 * 3\n", 8.0),
-    ("import math\n\ndef solution():\n    return math.sqrt(2) * 10\n", 14.142135623730951),
-    ("from fractions import Fraction\n\ndef solution():\n    return Fraction(7, 4)\n", 1.75),
-    ("def solution():\n    return '1,234.5'\n", 1234.5),
-]
-
-
-def load_corpus(canary: Path) -> list[tuple[str, set[str], str | None, str]]:
-    """(name, acceptable statuses, expected answer, code) for every hostile program."""
-    out = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        text = path.read_text()
-        expect = re.search(r"^# expect: (.+)$", text, re.M)
-        assert expect, f"{path.name}: missing '# expect:' line"
-        statuses = set(expect.group(1).strip().split("|"))
-        assert statuses <= set(STATUSES), f"{path.name}: unknown status in {statuses}"
-        answer = re.search(r"^# answer: (.+)$", text, re.M)
-        out.append((path.stem, statuses, answer.group(1) if answer else None, text.replace("{CANARY}", str(canary))))
-    return out
+from lorasoups.evaluation.sandbox import SandboxConfig, run_program, run_programs
 
 
 @pytest.fixture
 def canary(tmp_path: Path) -> Path:
-    d = tmp_path / "canary"
-    d.mkdir()
-    (d / "keep.txt").write_text("precious")
-    return d
+    return make_canary(tmp_path)
 
 
 def _canary_intact(canary: Path) -> None:
-    assert sorted(p.name for p in canary.iterdir()) == ["keep.txt"]
-    assert (canary / "keep.txt").read_text() == "precious"
-    assert (canary / "keep.txt").stat().st_mode & 0o777 != 0
+    assert not canary_problems(canary)
 
 
 def test_corpus_is_large_enough():
@@ -55,41 +28,8 @@ def test_corpus_is_large_enough():
 
 def test_hostile_batch_survives_and_good_answers_score(canary, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-must-not-leak")
-    hostile = load_corpus(canary)
-    # interleave: good, hostile, hostile, ..., so good programs share the batch with every kind
-    codes, slots = [], []
-    for i, item in enumerate(hostile):
-        if i % 10 == 0:
-            g = GOOD[(i // 10) % len(GOOD)]
-            codes.append(g[0])
-            slots.append(("good", g))
-        codes.append(item[3])
-        slots.append(("hostile", item))
-    for g in GOOD:
-        codes.append(g[0])
-        slots.append(("good", g))
-    pid, ppid = os.getpid(), os.getppid()
-    results = run_programs(codes, timeout=2.0, workers=2, config=SandboxConfig(memory_mb=512))
-    assert os.getpid() == pid and os.getppid() == ppid  # the evaluator is alive and unchanged
-    assert len(results) == len(codes)
-    bad = []
-    for (kind, item), res in zip(slots, results):
-        if kind == "good":
-            code, answer = item
-            if not (res.status == "ok" and res.answer is not None and abs(res.answer - answer) <= 1e-9):
-                bad.append(f"good program {code!r}: {res.status} {res.answer} {res.error}")
-        else:
-            name, statuses, answer, _ = item
-            if res.status not in statuses:
-                bad.append(f"{name}: got {res.status} ({res.error}), expected {statuses}")
-            if answer is not None and (res.answer is None or abs(res.answer - float(answer)) > 1e-9):
-                bad.append(f"{name}: answer {res.answer} != {answer}")
-            if name == "env_has_no_secret" and res.answer_repr != "'absent'":
-                bad.append(f"{name}: the program saw the evaluator's environment: {res.answer_repr}")
-            if name == "huge_print":
-                assert len(res.stdout) <= SandboxConfig().output_chars
+    bad, _ = check_hostile_batch(canary)
     assert not bad, "\n".join(bad)
-    _canary_intact(canary)
 
 
 def test_audit_layer_alone_protects_files(canary):
@@ -137,3 +77,64 @@ def test_evaluator_signal_handlers_untouched():
 def test_bad_input_type_is_a_clear_error():
     with pytest.raises(TypeError, match="code must be a str"):
         run_program(b"print(1)", timeout=1)  # type: ignore[arg-type]
+
+
+UNPRIVILEGED_DRIVER = '''
+import json, sys
+from pathlib import Path
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import os
+from hostile_corpus import check_hostile_batch, make_canary
+from lorasoups.evaluation.sandbox import run_program
+canary = make_canary(Path(sys.argv[2]))
+bad, layers = check_hostile_batch(canary)
+print(json.dumps({"euid": os.geteuid(), "bad": bad, "layers": sorted({l for ls in layers for l in ls}),
+                  "ok_layers": run_program("x = 1\\n", timeout=5).layers}))
+'''
+
+
+@pytest.mark.slow
+def test_hostile_batch_as_an_unprivileged_user(tmp_path):
+    """The whole evaluator as an ordinary user (created here), where the network namespace and the
+    drop to ``nobody`` are unavailable: rlimits (NPROC = 0 holds for non-root) and the audit hook
+    must still contain 100 % of the corpus, with files of that user's own as the canary."""
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+
+    from lorasoups import paths
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create the user (an unprivileged run tests this in the batch test above)")
+    user = "lorasoups-sbx"
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+        pw = pwd.getpwnam(user)
+
+    def as_user(*cmd: str, **kw):
+        return subprocess.run(["runuser", "-u", user, "--", *cmd], capture_output=True, text=True, **kw)
+
+    # The interpreter must be one the user can run: this one may live under /root (mode 700); the
+    # sandbox needs the standard library only.
+    python = next((p for p in (sys.executable, shutil.which("python3"), "/usr/bin/python3")
+                   if p and as_user(p, "-c", "pass").returncode == 0), None)
+    if python is None or as_user(python, "-c", f"import os; os.listdir({str(paths.ROOT)!r})").returncode != 0:
+        pytest.skip(f"no interpreter and checkout that user {user} can read (checkout {paths.ROOT})")
+    work = Path(tempfile.mkdtemp(prefix="lorasoups-sbx-user-", dir="/tmp"))
+    try:
+        os.chown(work, pw.pw_uid, pw.pw_gid)
+        (work / "driver.py").write_text(UNPRIVILEGED_DRIVER)
+        done = as_user("env", "OPENAI_API_KEY=sk-secret-must-not-leak", python, str(work / "driver.py"),
+                       str(paths.ROOT), str(work), timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["euid"] == pw.pw_uid != 0
+        assert not report["bad"], "\n".join(report["bad"])
+        # which layers stood in: no namespace and no uid drop without root, rlimits and audit always
+        assert "netns" not in report["layers"] and "nobody" not in report["layers"]
+        assert {"rlimits", "audit"} <= set(report["ok_layers"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

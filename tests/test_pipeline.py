@@ -123,6 +123,53 @@ def test_every_stage_runs_on_real_data_with_the_tiny_model(monkeypatch, tmp_path
     assert set(hub_pr["datasets"]["examples"]["skills"]) == {"count_format1", "count_format2"}
     learned = json.loads((res / "train" / "math_code" / "cat--s0.json").read_text())
     assert learned["metrics"]["alpha_drift"] and learned["metrics"]["best_step"] >= 1
+    _sigkill_during_evaluation_then_rerun(res, cfg, tmp_path)
+
+
+#: Fields of a result JSON that say when and where it was written, not what it holds.
+_VOLATILE = ("created", "timings_s", "peak_memory", "git", "platform", "python", "versions")
+
+
+def _eval_files(res) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in sorted((res / "eval").rglob("*")):
+        if f.suffix == ".json":
+            out[str(f.relative_to(res))] = {k: v for k, v in json.loads(f.read_text()).items() if k not in _VOLATILE}
+        elif f.suffix == ".jsonl":
+            out[str(f.relative_to(res))] = f.read_text()
+    return out
+
+
+def _sigkill_during_evaluation_then_rerun(res, cfg, tmp_path) -> None:
+    """Stage 08 killed (SIGKILL, with its notebook kernel) after its first result lands: no file
+    is left half-written, and the rerun reuses what finished, decodes the rest, and ends with the
+    uninterrupted run's result files (when they were written aside)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    want = _eval_files(res)
+    shutil.rmtree(res / "eval")
+    cmd = [sys.executable, "-m", "lorasoups.pipeline", "run", "--profile", "smoke", "--stage", "evaluate",
+           "--config", str(cfg), "--force"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not list((res / "eval").rglob("*.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and its papermill kernel, as a kill -9 of the job
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = _eval_files(res)
+    assert 1 <= len(partial) < len(want)
+    assert all(want[name] == got for name, got in partial.items())  # nothing cut off, nothing different
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert _eval_files(res) == want
+    executed = (tmp_path / "runs" / "notebooks" / "smoke" / "08_evaluate.ipynb").read_text()
+    assert "reused" in executed and "prompts" in executed  # some results reused, the rest decoded
 
 
 def _notebook(path, *cells):

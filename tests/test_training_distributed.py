@@ -145,6 +145,31 @@ def _launch(config: str, script: Path, args: list[str], runs: Path, timeout: int
     return subprocess.run(cmd, env=_env(runs, **env), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
+def test_same_seed_and_config_give_identical_adapter_bytes(tiny_dir, tmp_path):
+    """Determinism on CPU: two fresh processes, same seed and config (dropout on, 2 threads), write
+    byte-identical adapter files and identical loss logs. No tolerance: fp32 on a fixed thread
+    count is deterministic here (bf16 autocast's agreement is tested, with its tolerance, in
+    test_training.py)."""
+    import hashlib
+
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    digests, losses = [], []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        out.mkdir()
+        done = subprocess.run([sys.executable, str(script), str(tiny_dir), str(out)], capture_output=True, text=True,
+                              env=_env(out / "runs", MAX_STEPS="4", OMP_NUM_THREADS="2"), timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        (run_dir,) = [p for p in (out / "runs" / "training").iterdir() if p.is_dir()]
+        digests.append(hashlib.sha256((run_dir / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest())
+        losses.append([(r["step"], r["loss"]) for r in json.loads((run_dir / "log_history.json").read_text())
+                       if "loss" in r])
+    assert digests[0] == digests[1]
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+
+
 @pytest.fixture(scope="module")
 def one_process_sft(tiny_dir, tmp_path_factory):
     """The reference: one process at the global batch the 2-process runs reach (2 ranks x 2)."""

@@ -14,7 +14,8 @@ import torch
 from lorasoups import paths, results
 from lorasoups.data import DataConfig, get_entry, get_setting, identity
 from lorasoups.evaluation.generation import GenerationConfig
-from lorasoups.evaluation.reporting import save_evaluation
+from lorasoups.config import to_dict
+from lorasoups.evaluation.reporting import examples_path, read_jsonl, save_evaluation
 from lorasoups.evaluation.tasks import evaluate
 from lorasoups.models import load_base, model_identity, resolve_model_dir, save_tiny_random_llama
 from lorasoups.stages.common import data_for, trained
@@ -79,33 +80,68 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
     answers: dict[str, dict[str, list[str]]] = {t: {} for t in s.targets}
     with judge_for(cfg, model) as judge:
         for label in labels:
-            net, tok = load_model(model, models[label])
+            net = tok = None  # loaded on the first (model, target) pair that has no reusable result
             for target in s.targets:
                 ds = target_prompts(sets, target, label, data, profile)
                 task, gold_col = TASK_OF_KIND[get_entry(target).kind]
-                print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
-                with torch.no_grad():
-                    metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
-                                             generation=gen, progress=False)
-                if judge is not None and task == "qa" and get_entry(target).setting == "qabot":
-                    metrics.update(_judge_qa(judge, ds, rows, cfg))
+                path = eval_result_path(profile, setting, label, target, seed)
+                key = request_key(model, models[label], ds, task, gen, cfg)
+                done = reusable(path, key)
+                if done is not None:
+                    metrics, rows = done
+                    print(f"[{setting}] {label} on {target}: reused {path.name} (same inputs and code)", flush=True)
+                else:
+                    if net is None:
+                        net, tok = load_model(model, models[label])
+                    print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
+                    with torch.no_grad():
+                        metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
+                                                 generation=gen, progress=False)
+                    if judge is not None and task == "qa" and get_entry(target).setting == "qabot":
+                        metrics.update(_judge_qa(judge, ds, rows, cfg))
+                    save_evaluation(
+                        path,
+                        config={"run": {"setting": setting, "label": label, "target": target, "task": task,
+                                        "seed": seed, "skills": list(s.skills), "source": data.source,
+                                        "demonstrations": demonstrations(ds), "request": key},
+                                "generation": gen},
+                        metrics=metrics, examples=rows,
+                        model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
+                        datasets={target: identity(ds)},
+                    )
                 answers[target][label] = [r["generation"] for r in rows]
-                save_evaluation(
-                    eval_result_path(profile, setting, label, target, seed),
-                    config={"run": {"setting": setting, "label": label, "target": target, "task": task,
-                                    "seed": seed, "skills": list(s.skills), "source": data.source,
-                                    "demonstrations": demonstrations(ds)},
-                            "generation": gen},
-                    metrics=metrics, examples=rows,
-                    model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
-                    datasets={target: identity(ds)},
-                )
                 summary.setdefault(label, {})[target] = metrics
             del net
         if judge is not None or cfg.elo_without_judge != "none":
             for target in [t for t in s.targets if get_entry(t).setting == "reading_comprehension"]:
                 _elo(judge, sets["targets"][target], answers[target], cfg, profile, setting, target, seed)
     return summary
+
+
+def request_key(model: str, record: dict[str, Any] | None, ds: Any, task: str, gen: GenerationConfig,
+                cfg: EvalConfig) -> str:
+    """What one (model, target) result is a function of: the base, the trained model's run folder
+    (named by the hash of its config, data and base), the scored items, the task, the decoding, the
+    evaluation settings and the package's code. A rerun of stage 08 (after a kill, say) reuses a
+    result whose key matches instead of decoding again; anything else is recomputed."""
+    rec = record or {}
+    return results.fingerprint({
+        "model": model_identity(model), "trained": {k: rec.get(k) for k in ("kind", "location", "run_dir")},
+        "dataset": identity(ds), "task": task, "generation": to_dict(gen),
+        "evaluation": {k: v for k, v in to_dict(cfg).items() if k not in ("labels", "elo_labels")},
+        "code": results.package_source_sha(),
+    })
+
+
+def reusable(path: Path, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(metrics, per-example rows) of a finished result for request ``key``, else None. Both files
+    are written atomically, examples first, so a kill leaves either the old pair or the new one."""
+    if not path.is_file() or not examples_path(path).is_file():
+        return None
+    rec = results.read_result(path)
+    if (rec.get("config") or {}).get("run", {}).get("request") != key:
+        return None
+    return rec["metrics"], read_jsonl(examples_path(path))
 
 
 def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConfig, profile: str):
