@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from lorasoups import paths, results
+from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity
 from lorasoups.evaluation.generation import GenerationConfig
-from lorasoups.config import to_dict
 from lorasoups.evaluation.reporting import examples_path, read_jsonl, save_evaluation
 from lorasoups.evaluation.tasks import evaluate
 from lorasoups.models import load_base, model_identity, resolve_model_dir, save_tiny_random_llama
