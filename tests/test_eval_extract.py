@@ -86,7 +86,9 @@ def test_score_gsm_hard_both_scorings():
         "```python\ndef solution():\n    return 3431580.0004\n```",  # within 0.001
     ]
     golds = [3431580.0, 3431580.0, 3431580.0, 3431580.0, "3431580"]
-    metrics, rows = score_gsm_hard(generations, golds, timeout=1.0, workers=2)
+    # 3 s: a fresh interpreter per program can take over 1 s to start on 2 loaded cores (a good
+    # program timed out at 1 s in a fresh-clone run); the busy loop still times out
+    metrics, rows = score_gsm_hard(generations, golds, timeout=3.0, workers=2)
     assert [r["exec_correct"] for r in rows] == [True, False, False, False, True]
     assert [r["last_number_correct"] for r in rows] == [False, True, True, False, True]
     assert [r["status"] for r in rows] == ["ok", "ok", "no_program", "timeout", "ok"]
