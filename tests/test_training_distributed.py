@@ -66,7 +66,7 @@ def _env(runs: Path, **extra: str) -> dict[str, str]:
 
 
 def _adapter(run_root: Path) -> dict[str, torch.Tensor]:
-    (run_dir,) = [p for p in (run_root / "training").iterdir() if p.is_dir()]
+    run_dir = _run_dir(run_root)
     assert (run_dir / COMPLETE).is_file()
     return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
 
@@ -80,21 +80,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tiny_dir, tmp_path):
     killed_runs, ref_runs = tmp_path / "killed", tmp_path / "reference"
     cmd = [sys.executable, str(script), str(tiny_dir), str(out)]
 
-    proc = subprocess.Popen(cmd, env=_env(killed_runs, STEP_SLEEP="0.5"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    marked: list[Path] = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        marked = list(killed_runs.glob(f"training/*/checkpoints/checkpoint-*/{CHECKPOINT_OK}"))
-        if marked:
-            break
-        time.sleep(0.05)
-    assert marked, f"no checkpoint was written before the run ended:\n{proc.stdout.read() if proc.stdout else ''}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    (run_dir,) = list((killed_runs / "training").iterdir())
-    assert not (run_dir / COMPLETE).exists() and not (run_dir / "adapter").exists()
+    run_dir = _kill_after_first_checkpoint(cmd, _env(killed_runs, STEP_SLEEP="0.5"), killed_runs, "adapter")
 
     resumed = subprocess.run(cmd, env=_env(killed_runs), capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -162,7 +148,7 @@ def test_same_seed_and_config_give_identical_adapter_bytes(tiny_dir, tmp_path):
         done = subprocess.run([sys.executable, str(script), str(tiny_dir), str(out)], capture_output=True, text=True,
                               env=_env(out / "runs", MAX_STEPS="4", OMP_NUM_THREADS="2"), timeout=300)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        (run_dir,) = [p for p in (out / "runs" / "training").iterdir() if p.is_dir()]
+        run_dir = _run_dir(out / "runs")
         digests.append(hashlib.sha256((run_dir / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest())
         losses.append([(r["step"], r["loss"]) for r in json.loads((run_dir / "log_history.json").read_text())
                        if "loss" in r])
@@ -261,8 +247,9 @@ def _alphas(runs: Path) -> list[dict]:
     return json.loads((_run_dir(runs) / "alphas.json").read_text())
 
 
-def _kill_after_first_checkpoint(cmd: list[str], env: dict[str, str], runs: Path) -> None:
-    """Start ``cmd``, SIGKILL it once a checkpoint is fully written, check nothing claims completion."""
+def _kill_after_first_checkpoint(cmd: list[str], env: dict[str, str], runs: Path, output: str) -> Path:
+    """Start ``cmd``, SIGKILL it once a checkpoint is fully written, check that nothing claims
+    completion (no ``COMPLETE``, no ``output`` folder); returns the run folder."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 180
     marked: list[Path] = []
@@ -276,7 +263,8 @@ def _kill_after_first_checkpoint(cmd: list[str], env: dict[str, str], runs: Path
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     run_dir = _run_dir(runs)
-    assert not (run_dir / COMPLETE).exists() and not (run_dir / "soup").exists()
+    assert not (run_dir / COMPLETE).exists() and not (run_dir / output).exists()
+    return run_dir
 
 
 @pytest.mark.slow
@@ -295,7 +283,7 @@ def test_sigkill_during_soup_learning_then_resume_equals_uninterrupted(method, t
     cmd = [sys.executable, str(script), "tiny-random-llama", str(tmp_path), str(a), str(b)]
     common = {"METHOD": method, "BATCH": "4", "MAX_STEPS": "10"}
     killed, ref = tmp_path / "killed", tmp_path / "reference"
-    _kill_after_first_checkpoint(cmd, _env(killed, STEP_SLEEP="0.5", **common), killed)
+    _kill_after_first_checkpoint(cmd, _env(killed, STEP_SLEEP="0.5", **common), killed, "soup")
     resumed = subprocess.run(cmd, env=_env(killed, **common), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     reference = subprocess.run(cmd, env=_env(ref, **common), capture_output=True, text=True, timeout=300)

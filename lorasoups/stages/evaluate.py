@@ -78,6 +78,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                            seed=seed, stop_strings=list(STOPS))
     summary: dict[str, dict[str, Any]] = {}
     answers: dict[str, dict[str, list[str]]] = {t: {} for t in s.targets}
+    base_ident = model_identity(model)
     with judge_for(cfg, model) as judge:
         for label in labels:
             net = tok = None  # loaded on the first (model, target) pair that has no reusable result
@@ -85,7 +86,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                 ds = target_prompts(sets, target, label, data, profile)
                 task, gold_col = TASK_OF_KIND[get_entry(target).kind]
                 path = eval_result_path(profile, setting, label, target, seed)
-                key = request_key(model, models[label], ds, task, gen, cfg)
+                key = request_key(base_ident, models[label], ds, task, gen, cfg)
                 done = reusable(path, key)
                 if done is not None:
                     metrics, rows = done
@@ -106,7 +107,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                                         "demonstrations": demonstrations(ds), "request": key},
                                 "generation": gen},
                         metrics=metrics, examples=rows,
-                        model={**model_identity(model), "adapter": (models[label] or {}).get("location")},
+                        model={**base_ident, "adapter": (models[label] or {}).get("location")},
                         datasets={target: identity(ds)},
                     )
                 answers[target][label] = [r["generation"] for r in rows]
@@ -118,15 +119,15 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
     return summary
 
 
-def request_key(model: str, record: dict[str, Any] | None, ds: Any, task: str, gen: GenerationConfig,
-                cfg: EvalConfig) -> str:
+def request_key(base_ident: dict[str, Any], record: dict[str, Any] | None, ds: Any, task: str,
+                gen: GenerationConfig, cfg: EvalConfig) -> str:
     """What one (model, target) result is a function of: the base, the trained model's run folder
     (named by the hash of its config, data and base), the scored items, the task, the decoding, the
     evaluation settings and the package's code. A rerun of stage 08 (after a kill, say) reuses a
     result whose key matches instead of decoding again; anything else is recomputed."""
     rec = record or {}
     return results.fingerprint({
-        "model": model_identity(model), "trained": {k: rec.get(k) for k in ("kind", "location", "run_dir")},
+        "model": base_ident, "trained": {k: rec.get(k) for k in ("kind", "location", "run_dir")},
         "dataset": identity(ds), "task": task, "generation": to_dict(gen),
         "evaluation": {k: v for k, v in to_dict(cfg).items() if k not in ("labels", "elo_labels")},
         "code": results.package_source_sha(),
@@ -136,12 +137,13 @@ def request_key(model: str, record: dict[str, Any] | None, ds: Any, task: str, g
 def reusable(path: Path, key: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """(metrics, per-example rows) of a finished result for request ``key``, else None. Both files
     are written atomically, examples first, so a kill leaves either the old pair or the new one."""
-    if not path.is_file() or not examples_path(path).is_file():
+    examples = examples_path(path)
+    if not path.is_file() or not examples.is_file():
         return None
     rec = results.read_result(path)
     if (rec.get("config") or {}).get("run", {}).get("request") != key:
         return None
-    return rec["metrics"], read_jsonl(examples_path(path))
+    return rec["metrics"], read_jsonl(examples)
 
 
 def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConfig, profile: str):

@@ -75,6 +75,16 @@ def wait_for_everyone() -> None:
     PartialState().wait_for_everyone()
 
 
+def launch_world_size() -> int:
+    """Processes of this launch (``WORLD_SIZE``, set by accelerate/torchrun; 1 for a plain process)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_flag(name: str) -> bool:
+    """An accelerate launcher flag such as ``ACCELERATE_USE_DEEPSPEED`` (``"true"`` when set)."""
+    return os.environ.get(name, "false").lower() == "true"
+
+
 def check_launch(trainer: Any) -> None:
     """Refuse a launch that accelerate would run as something other than what was asked.
 
@@ -85,12 +95,12 @@ def check_launch(trainer: Any) -> None:
     run on CPU (tests/test_training_distributed.py)."""
     from accelerate.utils import DistributedType
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launch_world_size()
     kind = trainer.accelerator.distributed_type
     asked = {"ACCELERATE_USE_FSDP": DistributedType.FSDP, "ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED}
     hint = "On CPU use configs/accelerate/ddp_cpu.yaml or deepspeed_zero2_cpu.yaml"
     for env, want in asked.items():
-        if os.environ.get(env, "false").lower() == "true" and kind != want:
+        if env_flag(env) and kind != want:
             raise RunError(f"the launch asked for {want.value} but accelerate set up {kind.value} "
                            f"({'its FSDP needs a GPU' if want == DistributedType.FSDP else 'not available here'}). {hint}")
     if world > 1 and kind == DistributedType.NO:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from lorasoups.training.runs import (
     check_adapter_base,
     check_launch,
     dataset_fingerprint,
+    env_flag,
     is_main_process,
+    launch_world_size,
     publish_dir,
     save_loss_curve,
     wait_for_everyone,
@@ -190,9 +191,9 @@ def cpu_launch_kwargs() -> dict[str, Any]:
     every rank trains alone (or DeepSpeed's batch-size check fails). ``use_cpu`` selects
     accelerate's MULTI_CPU (DDP over gloo); DeepSpeed must not get it (accelerate turns DeepSpeed
     off under ``cpu``) and needs only the gloo backend."""
-    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    if torch.cuda.is_available() or launch_world_size() < 2:
         return {}
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+    if env_flag("ACCELERATE_USE_DEEPSPEED"):
         return {"ddp_backend": "gloo"}
     return {"ddp_backend": "gloo", "use_cpu": True}
 
