@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -72,6 +73,88 @@ def test_evaluator_signal_handlers_untouched():
     before = signal.getsignal(signal.SIGTERM)
     run_program("import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n", timeout=5)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+POISON = """
+import builtins, math, sys
+math.pi = 3
+builtins.abs = lambda x: -1
+sys.modules["fractions"] = None
+def solution():
+    return math.pi
+"""
+CHECK = """
+import math
+from fractions import Fraction
+def solution():
+    return math.pi + abs(-1) + float(Fraction(1, 2))
+"""
+
+
+def test_programs_cannot_reach_the_next_one():
+    """Each program runs in a fresh fork of a server that never runs programs: a program that
+    poisons modules and builtins leaves the next one untouched, on every server used."""
+    for _ in range(4):  # the idle servers are taken in turn, so each serves a poisoned program
+        assert run_program(POISON, timeout=5).answer == 3.0
+    res = run_program(CHECK, timeout=5)
+    assert res.status == "ok" and res.answer == pytest.approx(math.pi + 1.5), res
+
+
+def test_a_dead_server_is_replaced():
+    from lorasoups.evaluation import sandbox
+
+    run_program("x = 1\n", timeout=5)
+    killed = []
+    while not sandbox._IDLE.empty():
+        server = sandbox._IDLE.get_nowait()
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        killed.append(server)
+    for server in killed:  # dead servers back in the pool, as a crash would leave them
+        sandbox._IDLE.put(server)
+    res = run_program("def solution():\n    return 5\n", timeout=5)
+    assert res.status == "ok" and res.answer == 5.0, res
+
+
+def _busy_servers() -> dict[int, list[int]]:
+    """This process's fork servers that have a child running, with those children (from /proc)."""
+    ppid = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z":
+                ppid[int(d.name)] = int(fields[1])
+    mine = [p for p, parent in ppid.items() if parent == os.getpid()]
+    busy = {p: [c for c, parent in ppid.items() if parent == p] for p in mine}
+    return {p: kids for p, kids in busy.items() if kids}
+
+
+def test_a_server_dying_mid_program_is_retried():
+    """A server killed while its program runs: the program dies with it (no unsupervised
+    orphan) and is run again on a fresh server."""
+    import threading
+    import time
+
+    out = {}
+    code = "import time\ntime.sleep(1.5)\n\ndef solution():\n    return 3\n"
+    worker = threading.Thread(target=lambda: out.setdefault("res", run_program(code, timeout=10)))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not (busy := _busy_servers()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert busy, "no busy fork server found"
+    server, children = next(iter(busy.items()))
+    os.killpg(server, signal.SIGKILL)
+    time.sleep(0.5)
+    alive = [c for c in children if Path(f"/proc/{c}/stat").exists()
+             and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"programs outlived their server: {alive}"
+    worker.join(20)
+    res = out["res"]
+    assert res.status == "ok" and res.answer == 3.0, res
 
 
 def test_bad_input_type_is_a_clear_error():

@@ -1,16 +1,25 @@
-"""The child side of the sandbox: runs ONE untrusted program, then reports through a pipe.
+"""The child side of the sandbox: a fork server that runs each untrusted program in a fresh process.
 
-Executed as ``python -I -S -B _sandbox_child.py CONFIG_JSON`` with the program on stdin, in a fresh
-empty temporary directory, in its own session (so the parent can kill the whole process group).
-Standard library only, and no import of ``lorasoups``: it must start fast and trust nothing.
+Started as ``python -I -S -B _sandbox_child.py STATIC_JSON`` by ``sandbox.py``; standard library
+only, and no import of ``lorasoups``: it must start fast and trust nothing. It imports what programs
+commonly need once, then reads one request per line on stdin (a JSON object: the program's temp
+dir, where ``program.py`` waits, and its limits), forks, and answers one JSON line on stdout with
+the child's exit status. The server never runs untrusted code itself: each program runs in its own
+forked process (a copy of the pristine server, so nothing a program changes reaches the next one),
+which applies the layers below, runs the program and exits; the server enforces the wall-clock
+timeout (SIGKILL to the child's process group) and reaps it.
 
-Layers, in the order they are applied (each one alone stops most hostile programs; together they
-make the sandbox; see ``sandbox.py`` for the parent side):
+Why a fork server: an interpreter start plus the imports (json, ctypes, the modules programs use)
+cost ~70 ms of CPU per program, which capped the sandbox at ~22 programs/s on 2 cores; a fork of
+the warmed server costs a few ms (``benchmarks/bench_sandbox.py`` measures both).
+
+Layers, in the order each child applies them (each one alone stops most hostile programs; together
+they make the sandbox; see ``sandbox.py`` for the parent side):
 
 1. stdout/stderr are redirected to files inside the temp dir, and the result goes to a file
    opened before the program runs (``result.json``); nothing the program writes reaches the parent
-   except through these size-capped files.
-2. When started as root: ``unshare(CLONE_NEWNET)`` puts the process in an empty network namespace
+   except through these size-capped files (the server's pipes are closed in the child).
+2. When run as root: ``unshare(CLONE_NEWNET)`` puts the process in an empty network namespace
    (no interface but a down loopback), then it drops to ``nobody`` (uid/gid 65534, no groups),
    which can write only in its own temp dir (and world-writable dirs, which layer 4 closes) and
    cannot signal the evaluator's processes.
@@ -26,35 +35,28 @@ make the sandbox; see ``sandbox.py`` for the parent side):
 """
 import json
 import os
+import select
 import sys
+import time
 
 # ``-B`` is on the command line, so Python never writes .pyc files (which layer 4 would refuse).
-CONFIG = json.loads(sys.argv[1])
-SANDBOX = os.path.realpath(CONFIG["dir"])
-# The result goes to a file opened now, while the program cannot interfere; the file-size rlimit
-# caps it like any output, and the parent reads only its head (a pipe would let a program stream
-# gigabytes into the evaluator's memory).
-RESULT_FD = os.open(os.path.join(os.path.realpath(CONFIG["dir"]), "result.json"),
-                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-CODE = sys.stdin.read()
+STATIC = json.loads(sys.argv[1])
 
-# ``-S`` skipped site.py (and its .pth files: ~20 ms per program); the parent passes the
+# ``-S`` skipped site.py (and its .pth files: ~20 ms per start); the parent passes the
 # site-packages folders so programs can still import installed packages.
-sys.path.extend(p for p in CONFIG.get("site_packages", []) if p not in sys.path)
+sys.path.extend(p for p in STATIC.get("site_packages", []) if p not in sys.path)
 
-# Modules a program-aided answer may need, imported before the privilege drop when the
-# interpreter's standard library sits where ``nobody`` cannot read it (e.g. under /root).
-# (~15 ms per program; typing/dataclasses/pathlib/shutil would add ~15 ms more, so they are not.)
+# Modules a program-aided answer may need, imported once here: a child that dropped to ``nobody``
+# cannot read a standard library that sits under /root, and a forked child gets them for free.
 PREIMPORT = (
     "math", "cmath", "fractions", "decimal", "datetime", "itertools", "functools", "collections",
     "statistics", "re", "random", "string", "operator", "heapq", "bisect", "copy", "time",
 )
-if CONFIG.get("preimport"):
-    for _name in PREIMPORT:
-        try:
-            __import__(_name)
-        except Exception:  # noqa: BLE001 - an interpreter without one of them still runs programs
-            pass
+for _name in PREIMPORT:
+    try:
+        __import__(_name)
+    except Exception:  # noqa: BLE001 - an interpreter without one of them still runs programs
+        pass
 
 import builtins  # noqa: E402
 import errno  # noqa: E402
@@ -62,9 +64,35 @@ import resource  # noqa: E402
 import signal  # noqa: E402
 import traceback  # noqa: E402
 
+try:  # for prctl(2) and unshare(2), which Python 3.11 lacks
+    import ctypes
+
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except Exception:  # noqa: BLE001 - no libc handle: the other layers remain
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+_SERVER_PID = os.getpid()
+
+
+def _die_with_server() -> None:
+    """Ask the kernel to SIGKILL this child when the server dies; exit if it already has."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != _SERVER_PID:
+        os._exit(1)
+
 _pwrite = os.pwrite
 _ftruncate = os.ftruncate
 _BUILTINS = dict(builtins.__dict__)
+_dumps = json.dumps
+
+# Set in each forked child from its request (module globals, read by the hook and the reporter).
+CONFIG: dict = {}
+SANDBOX = ""
+RESULT_FD = -1
+CODE = ""
+LAYERS: list = []
+_violations: list = []
 
 
 def _restore_builtins() -> None:
@@ -73,10 +101,6 @@ def _restore_builtins() -> None:
         builtins.__dict__.update(_BUILTINS)
     except BaseException:  # noqa: BLE001
         pass
-
-
-_dumps = json.dumps
-_violations: list[str] = []
 
 
 def _report(status: str, **fields) -> None:
@@ -94,60 +118,75 @@ def _report(status: str, **fields) -> None:
         pass
 
 
-# ---------------------------------------------------------------- layer 1: output files
-for _fd, _name in ((1, "stdout.txt"), (2, "stderr.txt")):
-    _f = os.open(os.path.join(SANDBOX, _name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.dup2(_f, _fd)
-    os.close(_f)
-_null = os.open(os.devnull, os.O_RDONLY)
-os.dup2(_null, 0)
-os.close(_null)
-sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
-os.chdir(SANDBOX)
+def _isolate(request: dict) -> None:
+    """In the forked child: take the request, then apply layers 1-4 (in that order)."""
+    global CONFIG, SANDBOX, RESULT_FD, CODE, _LIBC
+    CONFIG = request
+    SANDBOX = os.path.realpath(request["dir"])
+    # A child outlives nothing: should the server die, the kernel kills the child too (else the
+    # program would run on unsupervised, and a retried request would share its temp dir).
+    _die_with_server()
+    os.setsid()  # its own session and process group: the server kills the whole group on timeout
+    os.closerange(3, 1024)  # the server's pipes and anything else it holds
+    # The result goes to a file opened now, while the program cannot interfere; the file-size
+    # rlimit caps it like any output, and the parent reads only its head (a pipe would let a
+    # program stream gigabytes into the evaluator's memory).
+    RESULT_FD = os.open(os.path.join(SANDBOX, "result.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(os.path.join(SANDBOX, "program.py"), encoding="utf-8", errors="replace") as src:
+        CODE = src.read()
+    os.environ["HOME"] = os.environ["TMPDIR"] = SANDBOX
+    # ---------------------------------------------------------------- layer 1: output files
+    for _fd, _name in ((1, "stdout.txt"), (2, "stderr.txt")):
+        _f = os.open(os.path.join(SANDBOX, _name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(_f, _fd)
+        os.close(_f)
+    _null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(_null, 0)
+    os.close(_null)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+    os.chdir(SANDBOX)
 
-# ---------------------------------------------------------------- layer 2: namespace + user
-LAYERS = []
-if os.geteuid() == 0 and CONFIG.get("drop_privileges", True):
-    try:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.unshare(0x40000000) == 0:  # CLONE_NEWNET
-            LAYERS.append("netns")
-        del _libc
-    except Exception:  # noqa: BLE001 - no CAP_SYS_ADMIN in this container: the audit hook remains
-        pass
+    # ---------------------------------------------------------------- layer 2: namespace + user
+    if os.geteuid() == 0 and CONFIG.get("drop_privileges", True):
+        try:
+            if _LIBC is not None and _LIBC.unshare(0x40000000) == 0:  # CLONE_NEWNET
+                LAYERS.append("netns")
+        except Exception:  # noqa: BLE001 - no CAP_SYS_ADMIN in this container: the audit hook remains
+            pass
+        try:
+            os.chown(SANDBOX, 65534, 65534)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            LAYERS.append("nobody")
+        except OSError:  # e.g. a user namespace without uid 65534: rlimits and the audit hook remain
+            pass
+    _die_with_server()  # again: a change of uid clears the parent-death signal
+    _LIBC = None  # the program gets no handle on libc (and ctypes calls are audited anyway)
+    globals().pop("ctypes", None)
     for _mod in ("ctypes", "_ctypes", "ctypes._endian"):
         sys.modules.pop(_mod, None)
-    try:
-        os.chown(SANDBOX, 65534, 65534)
-        os.setgroups([])
-        os.setgid(65534)
-        os.setuid(65534)
-        LAYERS.append("nobody")
-    except OSError:  # e.g. a user namespace without uid 65534: rlimits and the audit hook remain
-        pass
-os.nice(5)  # keep the evaluator responsive when all cores run programs
+    os.nice(5)  # keep the evaluator responsive when all cores run programs
 
-# ---------------------------------------------------------------- layer 3: rlimits
-_LIMITS = {
-    resource.RLIMIT_CPU: int(CONFIG["cpu_seconds"]),
-    resource.RLIMIT_AS: int(CONFIG["memory_bytes"]),
-    resource.RLIMIT_FSIZE: int(CONFIG["file_bytes"]),
-    resource.RLIMIT_NOFILE: 32,
-    resource.RLIMIT_CORE: 0,
-    resource.RLIMIT_NPROC: 0,
-}
-for _res, _val in _LIMITS.items():
-    try:
-        resource.setrlimit(_res, (_val, _val))
-    except (ValueError, OSError):  # e.g. a hard limit already lower: keep the lower one
-        pass
-LAYERS.append("rlimits")
-# Past the file-size cap a write fails with EFBIG (reported as output_limit) instead of SIGXFSZ.
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # ---------------------------------------------------------------- layer 3: rlimits
+    limits = {
+        resource.RLIMIT_CPU: int(CONFIG["cpu_seconds"]),
+        resource.RLIMIT_AS: int(CONFIG["memory_bytes"]),
+        resource.RLIMIT_FSIZE: int(CONFIG["file_bytes"]),
+        resource.RLIMIT_NOFILE: 32,
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_NPROC: 0,
+    }
+    for _res, _val in limits.items():
+        try:
+            resource.setrlimit(_res, (_val, _val))
+        except (ValueError, OSError):  # e.g. a hard limit already lower: keep the lower one
+            pass
+    LAYERS.append("rlimits")
+    # Past the file-size cap a write fails with EFBIG (reported as output_limit) instead of SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 # ---------------------------------------------------------------- layer 4: audit hook
 
@@ -158,7 +197,7 @@ class SandboxViolation(BaseException):
 
 _ALLOWED_READ = tuple(
     {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                                   *CONFIG.get("site_packages", []))}
+                                   *STATIC.get("site_packages", []))}
 )
 _DEVICES = {"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"}
 _BANNED_EVENTS = (
@@ -225,8 +264,9 @@ def _hook(event: str, args: tuple) -> None:
         _deny(f"{event}{tuple(args)!r}"[:200])
 
 
-sys.addaudithook(_hook)
-LAYERS.append("audit")
+def _install_hook() -> None:
+    sys.addaudithook(_hook)
+    LAYERS.append("audit")
 
 # ---------------------------------------------------------------- run
 _float = float
@@ -289,10 +329,78 @@ def _main() -> None:
         _report(status, error=tb.strip(), layers=LAYERS)
 
 
-_main()
-try:
-    sys.stdout.flush()
-    sys.stderr.flush()
-except BaseException:  # noqa: BLE001 - output cap reached: the result is already sent
-    pass
-os._exit(0)
+
+def _child(request: dict) -> None:
+    """A forked child's whole life: isolate, run the program, report, exit (never returns)."""
+    try:
+        _isolate(request)
+        _install_hook()
+        _main()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - output cap reached: the result is already sent
+            pass
+    finally:
+        os._exit(0)
+
+
+def _reap(pid: int, timeout: float):
+    """The child's wait status, or None when it still runs after ``timeout`` seconds. A pidfd
+    wakes the server the moment the child exits (Linux >= 5.3); elsewhere it polls every 2 ms."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        try:
+            ready = select.select([fd], [], [], timeout)[0]
+        finally:
+            os.close(fd)
+        return os.waitpid(pid, 0)[1] if ready else None
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.002)
+
+
+def _supervise(request: dict) -> dict:
+    """Fork one child for ``request``, enforce its wall-clock timeout, reap it."""
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        _child(request)
+    status = _reap(pid, float(request["timeout"]))
+    timed_out = status is None
+    if timed_out:
+        for kill in (os.killpg, os.kill):  # SIGKILL cannot be blocked or ignored
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        status = os.waitpid(pid, 0)[1]
+    return {"returncode": os.waitstatus_to_exitcode(status), "timed_out": timed_out,
+            "seconds": round(time.perf_counter() - start, 4)}
+
+
+def _serve() -> None:
+    """One request line in, one reply line out, until the parent closes stdin."""
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    for line in requests:
+        try:
+            reply = _supervise(json.loads(line))
+        except Exception as exc:  # noqa: BLE001 - a bad request or a failed fork: say so, go on
+            reply = {"server_error": f"{type(exc).__name__}: {exc}"}
+        os.write(replies, (_dumps(reply) + "\n").encode())
+
+
+_serve()

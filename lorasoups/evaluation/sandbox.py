@@ -1,12 +1,13 @@
 """Run untrusted model-written programs safely: one fresh process per program, killed on timeout.
 
 ``run_program(code, timeout)`` is the stable entry point; ``run_programs`` runs a batch in parallel
-across cores (each worker thread only waits on its child process, so threads are enough).
+across cores (each worker thread only waits on its fork server, so threads are enough).
 
 What is enforced and how (the child side, ``_sandbox_child.py``, documents each layer):
 
-* a separate ``python -I -S -B`` process per program (no state shared between programs), in its own
-  session/process group, in a fresh empty temporary directory that is deleted afterwards;
+* a separate process per program, forked from a ``python -I -S -B`` fork server that never runs
+  untrusted code (no state shared between programs), in its own session/process group, in a fresh
+  empty temporary directory that is deleted afterwards;
 * wall-clock timeout measured here; on expiry the whole process group gets SIGKILL (which no
   signal tampering can block), and RLIMIT_CPU backs it up inside the child;
 * rlimits: address space (memory bombs -> ``memory``), CPU, file size (huge prints ->
@@ -28,13 +29,14 @@ prefixes only by defeating the hook.
 """
 from __future__ import annotations
 
-import functools
+import atexit
 import json
 import math
 import os
+import queue
+import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -98,21 +100,6 @@ class SandboxConfig:
     to test that the remaining layers (rlimits, audit hook) hold on their own."""
 
 
-@functools.lru_cache(maxsize=1)
-def _stdlib_hidden_from_nobody() -> bool:
-    """True when uid ``nobody`` cannot read the standard library (e.g. a Python under /root):
-    the child must then import what programs commonly need before it drops privileges."""
-    if os.geteuid() != 0:
-        return False
-    path = Path(os.__file__).resolve()
-    for part in [*reversed(path.parents), path]:
-        mode = part.stat().st_mode
-        needed = stat.S_IROTH if part == path else stat.S_IXOTH
-        if not mode & needed:
-            return True
-    return False
-
-
 def _site_packages() -> list[str]:
     import site
 
@@ -152,6 +139,85 @@ def _cleanup(directory: str) -> None:
     shutil.rmtree(directory, onerror=unlock)
 
 
+class _Server:
+    """One fork server (``_sandbox_child.py``): runs one program at a time for one thread.
+
+    The server imports once what every program needs and forks a fresh child per program, which
+    is what makes the sandbox fast (see the child's docstring); it supervises the child's timeout
+    itself, so a reply always comes, and exits when its stdin closes (also when this process dies).
+    """
+
+    def __init__(self) -> None:
+        static = {"site_packages": _site_packages()}
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+        # no inherited variables: API keys and tokens never reach a program
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(_CHILD), json.dumps(static)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd="/", env=env, start_new_session=True, close_fds=True,
+        )
+
+    def run(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+        # The server kills the child at ``timeout``; this wait only guards against a server bug.
+        ready = select.select([self.proc.stdout], [], [], timeout + 30.0)[0]
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            raise BrokenPipeError("the sandbox server did not answer")
+        reply = json.loads(line)
+        if "server_error" in reply:
+            raise RuntimeError(f"sandbox server: {reply['server_error']}")
+        return reply
+
+    def close(self) -> None:
+        _kill_group(self.proc)
+        self.proc.wait()
+
+
+_IDLE: queue.SimpleQueue[_Server] = queue.SimpleQueue()
+"""Idle servers: each thread of ``run_programs`` takes one (or starts one) and puts it back."""
+
+
+def _take_server() -> _Server:
+    """An idle live server (dead ones are dropped), or a new one."""
+    while True:
+        try:
+            server = _IDLE.get_nowait()
+        except queue.Empty:
+            return _Server()
+        if server.proc.poll() is None:
+            return server
+        server.close()
+
+
+def _run_on_server(request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one request on an idle server; a server that died is replaced, and the request retried
+    once (programs never run inside the server, so its death is not the program's doing)."""
+    for attempt in range(2):
+        server = _take_server()
+        try:
+            reply = server.run(request, timeout)
+        except (BrokenPipeError, OSError, ValueError):
+            server.close()
+            if attempt:
+                raise RuntimeError("the sandbox server died twice running this program") from None
+            continue
+        _IDLE.put(server)
+        return reply
+    raise AssertionError("unreachable")
+
+
+@atexit.register
+def _close_servers() -> None:
+    while True:
+        try:
+            _IDLE.get_nowait().close()
+        except queue.Empty:
+            return
+
+
 def run_program(code: str, timeout: float = 5.0, config: SandboxConfig | None = None) -> ProgramResult:
     """Execute ``code`` in a fresh sandboxed process and return its answer or failure kind.
 
@@ -164,42 +230,29 @@ def run_program(code: str, timeout: float = 5.0, config: SandboxConfig | None = 
         raise TypeError(f"run_program: code must be a str, not {type(code).__name__}")
     directory = tempfile.mkdtemp(prefix="lorasoups-sbx-", dir=cfg.tmp_root)
     os.chmod(directory, 0o700)
-    child_cfg = {
+    Path(directory, "program.py").write_text(code, encoding="utf-8", errors="replace")
+    request = {
         "dir": directory,
+        "timeout": timeout,
         "cpu_seconds": max(1, math.ceil(timeout) + 1),
         "memory_bytes": int(cfg.memory_mb) << 20,
         "file_bytes": int(cfg.output_bytes),
         "entry": cfg.entry,
         "drop_privileges": bool(cfg.drop_privileges),
-        "preimport": _stdlib_hidden_from_nobody() and cfg.drop_privileges,
-        "site_packages": _site_packages(),
     }
-    env = {
-        "PATH": "/usr/bin:/bin", "HOME": directory, "TMPDIR": directory, "LANG": "C.UTF-8",
-        "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
-    }  # no inherited variables: API keys and tokens never reach the program
     start = time.perf_counter()
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(_CHILD), json.dumps(child_cfg)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            cwd=directory, env=env, start_new_session=True, close_fds=True,
-        )
+        reply = _run_on_server(request, timeout)
     except OSError as exc:
         _cleanup(directory)
         return ProgramResult("error", error=f"cannot start the sandbox: {exc}")
-    timed_out = False
-    try:
-        proc.communicate(input=code.encode("utf-8", "replace"), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-        proc.wait()  # SIGKILL cannot be ignored: this returns at once
-    seconds = round(time.perf_counter() - start, 4)
+    except RuntimeError as exc:
+        _cleanup(directory)
+        return ProgramResult("error", error=str(exc))
     out_dir = Path(directory)
     raw = _read_head(out_dir / "result.json", 64_000).encode()
-    result = _interpret(raw, proc.returncode, timed_out)
-    result.seconds = seconds
+    result = _interpret(raw, reply["returncode"], reply["timed_out"])
+    result.seconds = round(float(reply.get("seconds", time.perf_counter() - start)), 4)
     result.stdout = _read_head(out_dir / "stdout.txt", cfg.output_chars)
     result.stderr = _read_head(out_dir / "stderr.txt", cfg.output_chars)
     _cleanup(directory)
