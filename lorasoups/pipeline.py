@@ -131,11 +131,12 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     """Names that the section dataclasses hold as free strings or dicts, checked before any stage runs:
     the soup parameters of ``cat.soup`` / ``moe.soup`` (against ``CatParams`` / ``MoeParams``, which
     stage 04 / 06 would only build much later), the settings, static merges and DATA-MIX variants of
-    ``experiment``, and the sweep's methods and settings."""
+    ``experiment``, the sweep's methods and settings, and the model labels of ``evaluation``."""
     from lorasoups.data import SETTINGS
     from lorasoups.merging import METHODS
     from lorasoups.merging.cat import CatParams
     from lorasoups.merging.moe import MoeParams
+    from lorasoups.results import MODEL_LABELS, is_model_label
     from lorasoups.sweep import SWEEP_METHODS
 
     for sec, params in (("cat", CatParams), ("moe", MoeParams)):
@@ -148,6 +149,13 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     _known(f"{source}:experiment.datamix", exp.datamix, ["concat", "sequential"], "DATA-MIX variant")
     _known(f"{source}:sweep.methods", sweep.methods, list(SWEEP_METHODS), "sweep method")
     _known(f"{source}:sweep.settings", sweep.settings, list(SETTINGS), "setting")
+    ev = cfg["evaluation"]
+    for key in ("labels", "elo_labels"):
+        bad = [v for v in getattr(ev, key) or [] if not is_model_label(v, METHODS)]
+        if bad:
+            known = [*MODEL_LABELS, *(m for m in METHODS if m not in MODEL_LABELS)]
+            raise ConfigError(f"{source}:evaluation.{key}: unknown model label '{bad[0]}'"
+                              f"{did_you_mean(bad[0], known)}; known: {', '.join(known)}, skill<k>")
 
 
 #: Flat parameter names that differ from ``<field>`` (the model's ``name`` is passed as ``model``).

@@ -26,6 +26,18 @@ from lorasoups import paths
 from lorasoups.config import to_dict
 
 #: Packages whose versions every result records.
+#: Every model label of ``results/README.md``, in the order figures and tables show them (``skill<k>``
+#: for any k, and a registry merge method's name, are labels too; see :func:`is_model_label`).
+MODEL_LABELS = ("base", "skill1", "skill2", "skill3", "skill4", "datamix", "datamix_seq", "linear", "ties", "dare",
+                "lorahub", "moe", "cat_static", "cat", "cat_lorahub", "cat_svd", "random_alpha", "cat_random",
+                "cat_data_lora", "oracle", "rag")
+
+
+def is_model_label(label: str, methods: Any = ()) -> bool:
+    """True for a label a result file can carry: :data:`MODEL_LABELS`, ``skill<k>``, or ``methods``."""
+    return label in MODEL_LABELS or label in methods or (label.startswith("skill") and label[5:].isdigit())
+
+
 TRACKED_PACKAGES = (
     "lorasoups", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "gguf", "numpy",
 )

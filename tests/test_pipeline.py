@@ -43,6 +43,10 @@ def test_bad_config_fails_before_running(tmp_path):
      r"bad\.yaml:experiment\.settings: unknown setting 'math_cod'; did you mean 'math_code'\?"),
     ("experiment:\n  datamix: [concatt]\n", r"experiment\.datamix: unknown DATA-MIX variant 'concatt'"),
     ("sweep:\n  methods: [dare_tie]\n", r"bad\.yaml:sweep\.methods: unknown sweep method 'dare_tie'"),
+    ("evaluation:\n  labels: [base, cat_statc]\n",
+     r"bad\.yaml:evaluation\.labels: unknown model label 'cat_statc'; did you mean 'cat_static'\?"),
+    ("evaluation:\n  elo_labels: [base, skil1]\n",
+     r"bad\.yaml:evaluation\.elo_labels: unknown model label 'skil1'; did you mean 'skill1'\?"),
 ])
 def test_soup_parameters_and_names_are_checked_before_any_stage(tmp_path, monkeypatch, capsys, yaml_text, message):
     """Issue 15 item 4: a mistyped soup parameter (``cat.soup`` / ``moe.soup``), setting, merge or
@@ -55,6 +59,14 @@ def test_soup_parameters_and_names_are_checked_before_any_stage(tmp_path, monkey
     assert pipeline.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
     assert "config error:" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
+
+
+def test_every_model_label_passes_the_label_check():
+    from lorasoups.merging import METHODS
+    from lorasoups.results import MODEL_LABELS, is_model_label
+
+    assert all(is_model_label(v, METHODS) for v in [*MODEL_LABELS, *METHODS, "skill7"])
+    assert not any(is_model_label(v, METHODS) for v in ["skill", "skillx", "cats", ""])
 
 
 def test_unknown_stage():

@@ -9,11 +9,10 @@ from matplotlib.figure import Figure
 
 from lorasoups.analysis.load import ResultsError
 from lorasoups.analysis.stats import caption, mean_ci
+from lorasoups.results import MODEL_LABELS
 
 #: the order methods appear in every figure and table (results/README.md labels).
-LABEL_ORDER = ("base", "skill1", "skill2", "skill3", "skill4", "datamix", "datamix_seq", "linear", "ties", "dare",
-               "lorahub", "moe", "cat_static", "cat", "cat_lorahub", "cat_svd", "random_alpha", "cat_random",
-               "cat_data_lora", "oracle", "rag")
+LABEL_ORDER = MODEL_LABELS
 NAMES = {"base": "base", "datamix": "DATA-MIX", "datamix_seq": "DATA-MIX (seq.)", "linear": "linear",
          "ties": "TIES", "dare": "DARE", "lorahub": "LoraHub", "moe": "MoE", "cat_static": "CAT static",
          "cat": "CAT (learned)", "cat_lorahub": "CAT (from LoraHub)", "cat_svd": "CAT (SVD export)",
