@@ -91,7 +91,7 @@ def check_launch(trainer: Any) -> None:
     Measured with accelerate 1.15 on CPU: it turns FSDP on only for GPU-type devices, so an FSDP
     config there runs as DDP (MULTI_CPU), or, without ``use_cpu``, as N processes that each see
     distributed type NO and train alone on all the data; nothing says so. DDP
-    (``configs/accelerate/ddp_cpu.yaml``) and DeepSpeed ZeRO-2 (``deepspeed_zero2_cpu.yaml``) do
+    (``configs/accelerate/ddp_cpu.yaml``) and DeepSpeed ZeRO-2/3 (``deepspeed_zero2_cpu.yaml``, ``deepspeed_zero3_cpu.yaml``) do
     run on CPU (tests/test_training_distributed.py)."""
     from accelerate.utils import DistributedType
 
