@@ -33,7 +33,7 @@ from lorasoups.config import (
 from lorasoups.data.config import DataConfig
 from lorasoups.models import ModelConfig, short_name
 from lorasoups.results import file_sha256, fingerprint
-from lorasoups.stages.config import AnalysisConfig, EvalConfig, ExperimentConfig
+from lorasoups.stages.config import AnalysisConfig, EvalConfig, ExperimentConfig, GateConfig
 from lorasoups.sweep.engine import SweepConfig
 from lorasoups.training import LoraHubConfig, SftConfig, SoupTrainConfig
 
@@ -45,7 +45,8 @@ class RunConfig:
     seed: int = 0
     """Seed for every random choice (data splits, init, sampling)."""
     profile: str = "smoke"
-    """``smoke`` (CPU, minutes, tiny sizes) or ``full`` (GPU, full sizes)."""
+    """A file stem of ``configs/`` (see :func:`profiles`): ``smoke`` (CPU, minutes, tiny sizes),
+    ``cpu`` (the CPU study, sized for 2 cores) or ``full`` (GPU, full sizes)."""
 
 
 @dataclass
@@ -76,6 +77,7 @@ SECTIONS: dict[str, type] = {
     "lorahub": LoraHubConfig,
     "sweep": SweepConfig,
     "evaluation": EvalConfig,
+    "gate": GateConfig,
     "analysis": AnalysisConfig,
 }
 
@@ -100,6 +102,11 @@ STAGES: list[Stage] = [
 ]
 
 
+def profiles() -> list[str]:
+    """The profiles: every ``configs/<name>.yaml`` but ``base.yaml``."""
+    return sorted(p.stem for p in paths.CONFIGS.glob("*.yaml") if p.stem != "base")
+
+
 def auto_profile() -> str:
     """``full`` on a CUDA machine, ``smoke`` elsewhere."""
     import torch
@@ -111,6 +118,9 @@ def resolve(profile: str = "auto", extra: list[str] | None = None,
             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merged, validated configuration: ``{section: dataclass}``."""
     profile = auto_profile() if profile == "auto" else profile
+    if profile not in profiles():
+        raise ConfigError(f"unknown profile '{profile}'{did_you_mean(profile, profiles())}; "
+                          f"known: {', '.join(profiles())} (configs/<profile>.yaml)")
     files = [paths.CONFIGS / "base.yaml", paths.CONFIGS / f"{profile}.yaml", *(extra or [])]
     layers = load_layers(*files, overrides=overrides)
     source = " + ".join(Path(f).name for f in files)
@@ -149,6 +159,9 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     _known(f"{source}:experiment.datamix", exp.datamix, ["concat", "sequential"], "DATA-MIX variant")
     _known(f"{source}:sweep.methods", sweep.methods, list(SWEEP_METHODS), "sweep method")
     _known(f"{source}:sweep.settings", sweep.settings, list(SETTINGS), "setting")
+    from lorasoups.data.registry import REGISTRY
+
+    _known(f"{source}:data.sizes", list(cfg["data"].sizes), [*REGISTRY, "oracle_data"], "dataset")
     ev = cfg["evaluation"]
     for key in ("labels", "elo_labels"):
         bad = [v for v in getattr(ev, key) or [] if not is_model_label(v, METHODS)]
@@ -367,17 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lorasoups.pipeline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute the notebooks")
-    r.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    r.add_argument("--profile", default="auto", choices=["auto", *profiles()])
     r.add_argument("--stage", action="append", help="only this stage (repeatable)")
     r.add_argument("--config", action="append", help="extra YAML layered on top (repeatable)")
     r.add_argument("--force", action="store_true", help="rerun stages that are up to date")
     p = sub.add_parser("show", help="print the resolved configuration")
-    p.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    p.add_argument("--profile", default="auto", choices=["auto", *profiles()])
     p.add_argument("--config", action="append")
     sub.add_parser("stages", help="list the stages in order")
     b = sub.add_parser("beyond", help="run an experiment of configs/beyond/ (every variant)")
     b.add_argument("name", help="experiment: a file stem in configs/beyond/")
-    b.add_argument("--profile", default="auto", choices=["auto", "smoke", "full"])
+    b.add_argument("--profile", default="auto", choices=["auto", *profiles()])
     b.add_argument("--variant", action="append", help="only this variant (repeatable)")
     b.add_argument("--config", action="append", help="extra YAML layered under each variant")
     b.add_argument("--force", action="store_true")

@@ -136,6 +136,12 @@ def test_sft_records_suit_trl_prompt_completion():
 def test_data_config_section():
     cfg = from_dict(DataConfig, {"seed": 2, "cat_fraction": 0.1}, "configs/x.yaml:data")
     assert cfg.size("smoke") == cfg.smoke_size and cfg.size("full", target=True) is None
+    sized = from_dict(DataConfig, {"full_size": 800, "sizes": {"count_format1": 1600, "gsm_hard": 400}}, "x")
+    assert sized.size("cpu", name="count_format1") == 1600 and sized.size("cpu", name="metamathqa") == 800
+    assert sized.size("cpu", target=True, name="gsm_hard") == 400 and sized.size("cpu", target=True) is None
+    assert sized.size("smoke", name="count_format1") == sized.smoke_size  # the smoke profile ignores sizes
+    with pytest.raises(ConfigError, match="sizes.gsm_hard must be >= 1"):
+        from_dict(DataConfig, {"sizes": {"gsm_hard": 0}}, "configs/x.yaml:data")
     with pytest.raises(ConfigError, match="did you mean 'cat_fraction'"):
         from_dict(DataConfig, {"cat_fractoin": 0.1}, "configs/x.yaml:data")
     with pytest.raises(ConfigError, match="cat_fraction"):

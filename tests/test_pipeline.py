@@ -43,6 +43,8 @@ def test_bad_config_fails_before_running(tmp_path):
      r"bad\.yaml:experiment\.settings: unknown setting 'math_cod'; did you mean 'math_code'\?"),
     ("experiment:\n  datamix: [concatt]\n", r"experiment\.datamix: unknown DATA-MIX variant 'concatt'"),
     ("sweep:\n  methods: [dare_tie]\n", r"bad\.yaml:sweep\.methods: unknown sweep method 'dare_tie'"),
+    ("data:\n  sizes: {count_fromat1: 10}\n",
+     r"bad\.yaml:data\.sizes: unknown dataset 'count_fromat1'; did you mean 'count_format1'\?"),
     ("evaluation:\n  labels: [base, cat_statc]\n",
      r"bad\.yaml:evaluation\.labels: unknown model label 'cat_statc'; did you mean 'cat_static'\?"),
     ("evaluation:\n  elo_labels: [base, skil1]\n",
@@ -67,6 +69,14 @@ def test_every_model_label_passes_the_label_check():
 
     assert all(is_model_label(v, METHODS) for v in [*MODEL_LABELS, *METHODS, "skill7"])
     assert not any(is_model_label(v, METHODS) for v in ["skill", "skillx", "cats", ""])
+
+
+def test_profiles_are_the_config_files():
+    assert {"smoke", "cpu", "full"} <= set(pipeline.profiles()) and "base" not in pipeline.profiles()
+    with pytest.raises(ConfigError, match=r"unknown profile 'cpus'; did you mean 'cpu'"):
+        pipeline.resolve("cpus")
+    cfg = pipeline.resolve("cpu")
+    assert cfg["run"].profile == "cpu" and cfg["data"].size("cpu", target=True, name="count_format3") is None
 
 
 def test_unknown_stage():

@@ -18,11 +18,10 @@ from lorasoups.data.registry import SETTINGS, get_setting
 def setting_datasets(setting: str, cfg: DataConfig, profile: str) -> dict[str, Any]:
     """Skill train/validation sets, target test sets and the CAT mixture of one setting."""
     s = get_setting(setting)
-    size, eval_size = cfg.size(profile), cfg.size(profile, target=True)
     common = {"source": cfg.source, "seed": cfg.seed, "mirror": cfg.mirror}
-    skills = {n: load(n, "train", size=size, **common) for n in s.skills}
-    validation = {n: load(n, "validation", size=size, **common) for n in s.skills}
-    targets = {t: load(t, "test", size=eval_size, **common) for t in s.targets}
+    skills = {n: load(n, "train", size=cfg.size(profile, name=n), **common) for n in s.skills}
+    validation = {n: load(n, "validation", size=cfg.size(profile, name=n), **common) for n in s.skills}
+    targets = {t: load(t, "test", size=cfg.size(profile, target=True, name=t), **common) for t in s.targets}
     for ds in targets.values():
         check_leakage(ds, skills)
     mixture = cat_mixture(skills, fraction=cfg.cat_fraction, seed=cfg.seed)

@@ -97,6 +97,24 @@ class EvalConfig:
 
 
 @dataclass
+class GateConfig:
+    """``gate:`` section: the informativeness gate (``lorasoups.stages.gate``), run before any merge
+    of a study is scored."""
+
+    size: int = 200
+    """Held-out records of each skill's own ``test`` split that the skill gate scores."""
+    max_length: int = 256
+    """Tokens per record in the completion-NLL measure (the skills' training ``max_length``)."""
+    batch_size: int = 8
+    """Records per forward pass of the NLL measure."""
+
+    def __post_init__(self) -> None:
+        for name in ("size", "max_length", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"gate.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
 class AnalysisConfig:
     """``analysis:`` section: what the analysis notebooks read."""
 

@@ -157,7 +157,7 @@ def target_prompts(sets: dict[str, Any], target: str, label: str, data: DataConf
     from lorasoups.data import load
 
     ident = identity(ds)
-    return load(target, "test", source=ident["source"], seed=data.seed, size=data.size(profile, target=True),
+    return load(target, "test", source=ident["source"], seed=data.seed, size=data.size(profile, target=True, name=target),
                 mirror=data.mirror, shots=BASE_PAL_SHOTS)
 
 

@@ -218,7 +218,7 @@ def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):
     (its prompts are the scored prompts' format: PAL targets get the same 1-shot demonstration)."""
     import datasets
 
-    size = data.size(profile)
+    size = data.size(profile, name="oracle_data")
     per = {}
     for target in get_setting(setting).targets:
         try:

@@ -1,0 +1,240 @@
+"""The informativeness gate of a study: can a setting show composition at all?
+
+A merge "works" only where its skills were learned and its target is learnable above a floor. This
+module measures both before any merge is scored, by rules fixed here (before the CPU study's first
+merge result) and never tuned afterwards:
+
+* **Skill gate.** Each skill LoRA against the base model on a held-out sample of its own skill (the
+  skill's carved ``test`` split, which no training set holds).
+
+  - A skill with a scorer (the prompt-format counting skills): exact-count accuracy. The floor is
+    the better of the base model and the majority answer of the scored items. Passes when the LoRA
+    is at least :data:`ACC_MARGIN` (5 points) above the floor and the paired bootstrap 95 % interval
+    of (LoRA - floor) lies above 0.
+  - A text skill (solutions, code, instructions, a manual): completion negative log-likelihood per
+    token. Passes when the LoRA's mean is at least :data:`NLL_MARGIN` (10 %) below the base's and
+    the paired bootstrap 95 % interval of (base - LoRA) per example lies above 0.
+
+* **Oracle gate.** The ``oracle`` LoRA (trained on held-out records in the target's own format, stage
+  03) on every target of the setting, by the accuracy rule against the same kind of floor (the
+  better of base and majority answer; on QA targets, token F1 against the base).
+
+The result, ``results/<profile>/gate/<setting>/gate--s<seed>.json``, holds every number and the
+verdict. The oracle's and the base's target scores are ordinary stage-08 results (the evaluation
+stage reuses them).
+
+    python -m lorasoups.stages.gate --profile cpu [--setting NAME] [--seed N] [--config extra.yaml]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lorasoups import paths, results
+from lorasoups.config import to_dict
+from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
+from lorasoups.evaluation.generation import GenerationConfig
+from lorasoups.evaluation.tasks import evaluate
+from lorasoups.stages.common import trained
+from lorasoups.stages.config import EvalConfig, GateConfig
+from lorasoups.stages.evaluate import STOPS, TASK_OF_KIND, evaluate_setting, load_model
+
+ACC_MARGIN = 0.05
+"""Accuracy points a LoRA must clear the floor by (and the CI of the gap must exclude 0)."""
+NLL_MARGIN = 0.10
+"""Relative reduction of held-out completion NLL a text skill's LoRA must reach."""
+BOOTSTRAP = 2000
+RULES = {
+    "skill_scored": f"accuracy >= floor + {ACC_MARGIN} and paired bootstrap 95% CI of (LoRA - floor) > 0; "
+                    "floor = max(base accuracy, majority-answer share)",
+    "skill_text": f"completion NLL/token <= (1 - {NLL_MARGIN}) x base and paired bootstrap 95% CI of "
+                  "(base - LoRA) > 0",
+    "oracle": f"every target: metric >= floor + {ACC_MARGIN} and paired bootstrap 95% CI of (oracle - floor) > 0",
+}
+_CORRECT = {"prompt_format": "correct", "gsm_hard": "exec_correct", "qa": "f1"}
+
+
+def paired_ci(a: Sequence[float], b: Sequence[float], rounds: int = BOOTSTRAP, seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` per example and its percentile bootstrap 95 % interval (examples resampled)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.size == 0:
+        raise ValueError("paired_ci: no examples")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(rounds, d.size))
+    means = d[idx].mean(axis=1)
+    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5))}
+
+
+def floor_of(golds: Sequence[Any], base_scores: Sequence[float]) -> tuple[str, list[float]]:
+    """The floor a model must beat: the base model or the majority answer, whichever scores higher
+    on these items, as (name, per-example scores)."""
+    majority, _ = Counter(str(g).strip() for g in golds).most_common(1)[0]
+    maj = [float(str(g).strip() == majority) for g in golds]
+    if sum(maj) > sum(base_scores):
+        return f"majority answer {majority!r}", maj
+    return "base", [float(x) for x in base_scores]
+
+
+def accuracy_verdict(scores: Sequence[float], floor_name: str, floor: Sequence[float]) -> dict[str, Any]:
+    ci = paired_ci(scores, floor)
+    return {"metric": float(np.mean(scores)), "floor": float(np.mean(floor)), "floor_is": floor_name, "gap": ci,
+            "passed": bool(ci["diff"] >= ACC_MARGIN and ci["lo"] > 0)}
+
+
+@torch.no_grad()
+def completion_nll(model, tokenizer, records: Sequence[dict[str, Any]], max_length: int, batch_size: int = 8) -> list[float]:
+    """Mean negative log-likelihood per completion token of each record (a corpus record: of its
+    whole ``text``), truncated to ``max_length`` tokens as in training."""
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token or ""
+    seqs = []
+    for r in records:
+        if "text" in r and "completion" not in r:
+            ids = tokenizer(r["text"] + eos, add_special_tokens=False).input_ids
+            n_prompt = 0
+        else:
+            p = tokenizer(r["prompt"], add_special_tokens=False).input_ids
+            ids = p + tokenizer(r["completion"] + eos, add_special_tokens=False).input_ids
+            n_prompt = len(p)
+        ids = ids[:max_length]
+        seqs.append((ids, min(n_prompt, len(ids) - 1)))
+    out: list[float] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for i in range(0, len(seqs), batch_size):
+        chunk = seqs[i:i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        inp = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for j, (ids, _) in enumerate(chunk):
+            inp[j, :len(ids)] = torch.tensor(ids)
+            mask[j, :len(ids)] = 1
+        logits = model(input_ids=inp.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)
+        tok_nll = -logp.gather(-1, inp[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+        for j, (ids, n_prompt) in enumerate(chunk):
+            scored = tok_nll[j, max(n_prompt, 1) - 1:len(ids) - 1]
+            out.append(float(scored.mean()))
+    return out
+
+
+def _skill_sample(name: str, data: DataConfig, size: int):
+    return load(name, "test", source=data.source, seed=data.seed, size=size, mirror=data.mirror)
+
+
+def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalConfig, gate: GateConfig,
+               profile: str) -> list[dict[str, Any]]:
+    """One row per skill: its held-out metric for the base and the LoRA, the floor and the verdict."""
+    s = get_setting(setting)
+    models = trained(profile, setting, seed)
+    gen = GenerationConfig(max_new_tokens=ev.max_new_tokens, greedy=True, batch_size=ev.batch_size, seed=seed,
+                           stop_strings=list(STOPS))
+    rows = []
+    for label, name in zip(s.labels, s.skills):
+        if label not in models:
+            raise results.ResultsError(f"setting {setting}, seed {seed}: no trained {label} ({name}); "
+                                       "run stage train_skills first")
+        ds = _skill_sample(name, data, gate.size)
+        kind = get_entry(name).kind
+        scores: dict[str, list[float]] = {}
+        for who, record in (("base", None), (label, models[label])):
+            net, tok = load_model(model, record)
+            if kind in TASK_OF_KIND:
+                task, gold_col = TASK_OF_KIND[kind]
+                with torch.no_grad():
+                    _, ex = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]), generation=gen,
+                                     progress=False)
+                scores[who] = [float(r[_CORRECT[task]]) for r in ex]
+            else:
+                scores[who] = completion_nll(net, tok, list(ds), gate.max_length, gate.batch_size)
+            del net
+        row: dict[str, Any] = {"label": label, "skill": name, "n": len(ds), "dataset": identity(ds)}
+        if kind in TASK_OF_KIND:
+            task, gold_col = TASK_OF_KIND[kind]
+            fname, floor = floor_of(ds[gold_col], scores["base"])
+            row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
+                       **accuracy_verdict(scores[label], fname, floor))
+        else:
+            ci = paired_ci(scores["base"], scores[label])
+            base_mean, lora_mean = float(np.mean(scores["base"])), float(np.mean(scores[label]))
+            row.update(rule="skill_text", metric_name="completion_nll_per_token", base=base_mean, metric=lora_mean,
+                       reduction=1 - lora_mean / base_mean, gap=ci,
+                       passed=bool(lora_mean <= (1 - NLL_MARGIN) * base_mean and ci["lo"] > 0))
+        print(f"[gate {setting}] {label} ({name}): {row['metric_name']} base {row['base']:.4f} -> LoRA "
+              f"{row['metric']:.4f}; {'PASS' if row['passed'] else 'FAIL'}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def oracle_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalConfig,
+                profile: str) -> tuple[list[dict[str, Any]], str | None]:
+    """One row per target for the oracle, or ``([], why)`` where the setting has no oracle."""
+    if "oracle" not in trained(profile, setting, seed):
+        return [], "no oracle was trained for this setting (see its train_datamix output)"
+    evaluate_setting(model, setting, seed, data, dataclasses.replace(ev, labels=["base", "oracle"]), profile)
+    from lorasoups.evaluation.reporting import examples_path, read_jsonl
+    from lorasoups.stages.evaluate import eval_result_path
+
+    rows = []
+    for target in get_setting(setting).targets:
+        task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+        per = {}
+        for label in ("base", "oracle"):
+            ex = read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
+            per[label] = [float(r[_CORRECT[task]]) for r in ex]
+        golds = [r.get("gold", r.get("answer")) for r in
+                 read_jsonl(examples_path(eval_result_path(profile, setting, "base", target, seed)))]
+        if task == "qa":
+            fname, floor = "base", per["base"]
+        else:
+            fname, floor = floor_of(golds, per["base"])
+        row = {"target": target, "n": len(per["oracle"]), "metric_name": _CORRECT[task],
+               "base": float(np.mean(per["base"])), **accuracy_verdict(per["oracle"], fname, floor)}
+        print(f"[gate {setting}] oracle on {target}: {row['metric_name']} {row['metric']:.3f} vs floor "
+              f"{row['floor']:.3f} ({fname}); {'PASS' if row['passed'] else 'FAIL'}", flush=True)
+        rows.append(row)
+    return rows, None
+
+
+def run_gate(cfg: dict[str, Any], setting: str, seed: int) -> dict[str, Any]:
+    """Both gates for (setting, seed); writes and returns the gate result's metrics."""
+    profile, model = cfg["run"].profile, cfg["model"].name
+    data, ev, gate = cfg["data"], cfg["evaluation"], cfg["gate"]
+    skills = skill_gate(model, setting, seed, data, ev, gate, profile)
+    oracle, why = oracle_gate(model, setting, seed, data, ev, profile)
+    metrics = {"setting": setting, "seed": seed, "skills": skills, "oracle": oracle, "oracle_absent": why,
+               "rules": RULES, "passed": all(r["passed"] for r in skills + oracle)}
+    path = results.result_path(f"gate/{setting}", "gate", f"s{seed}", profile=profile)
+    results.write_result(path, config={"run": {"setting": setting, "seed": seed, "profile": profile},
+                                       "gate": to_dict(gate), "evaluation": to_dict(ev)},
+                         metrics=metrics, model={"base": model})
+    print(f"[gate {setting}] seed {seed}: {'PASSED' if metrics['passed'] else 'FAILED'} -> {path}", flush=True)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lorasoups.pipeline import profiles, resolve
+
+    ap = argparse.ArgumentParser(prog="python -m lorasoups.stages.gate", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu", choices=profiles())
+    ap.add_argument("--setting", action="append", help="only this setting (repeatable; default: the profile's)")
+    ap.add_argument("--seed", type=int, action="append", help="only this seed (repeatable)")
+    ap.add_argument("--config", action="append", help="extra YAML layered on top (repeatable)")
+    args = ap.parse_args(argv)
+    cfg = resolve(args.profile, args.config)
+    out = {}
+    for setting in args.setting or cfg["experiment"].settings:
+        for seed in args.seed or cfg["experiment"].seeds:
+            out[f"{setting}/s{seed}"] = run_gate(cfg, setting, seed)["passed"]
+    print(json.dumps(out, indent=1))
+    print(f"results: {paths.results_dir(cfg['run'].profile) / 'gate'}")
+    return 0 if all(out.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
