@@ -157,6 +157,13 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     learned = {m: f"{m} is learned by its own stage, not built as a static merge" for m in METHODS if m not in static}
     _known(f"{source}:experiment.merges", exp.merges, static, "static merge", learned)
     _known(f"{source}:experiment.datamix", exp.datamix, ["concat", "sequential"], "DATA-MIX variant")
+    from lorasoups.training.cat import RECIPES
+
+    _known(f"{source}:experiment.cat_recipes", exp.cat_recipes, list(RECIPES), "CAT recipe")
+    for r in exp.cat_recipes:
+        if r == cfg["cat"].recipe or exp.cat_recipes.count(r) > 1:
+            raise ConfigError(f"{source}:experiment.cat_recipes: '{r}' is learned twice (cat.recipe is "
+                              f"'{cfg['cat'].recipe}'; list each other recipe once)")
     _known(f"{source}:sweep.methods", sweep.methods, list(SWEEP_METHODS), "sweep method")
     _known(f"{source}:sweep.settings", sweep.settings, list(SETTINGS), "setting")
     from lorasoups.data.registry import REGISTRY

@@ -29,8 +29,8 @@ from lorasoups.config import to_dict
 #: Every model label of ``results/README.md``, in the order figures and tables show them (``skill<k>``
 #: for any k, and a registry merge method's name, are labels too; see :func:`is_model_label`).
 MODEL_LABELS = ("base", "skill1", "skill2", "skill3", "skill4", "datamix", "datamix_seq", "linear", "ties", "dare",
-                "lorahub", "moe", "cat_static", "cat", "cat_lorahub", "cat_svd", "random_alpha", "cat_random",
-                "cat_data_lora", "oracle", "rag")
+                "lorahub", "moe", "cat_static", "cat", "cat_converge", "cat_paper", "cat_released", "cat_lorahub",
+                "cat_svd", "random_alpha", "cat_random", "cat_data_lora", "oracle", "rag")
 
 
 def is_model_label(label: str, methods: Any = ()) -> bool:

@@ -261,6 +261,23 @@ def test_figure_9_learned_vs_static_paired(env):
     assert any(n.startswith("qabot: left out") for n in out.notes)
 
 
+def test_figure_9_sets_each_recipe_against_static_cat():
+    from lorasoups.analysis.ablations import figure_9_table, learned_vs_static
+
+    def rec(label, seed, v):
+        return {"label": label, "seed": seed, "setting": "math_code", "target": "gsm_hard", "task": "gsm_hard",
+                "metrics": {"exec_accuracy": v}, "model": "m", "n": 10, "path": f"{label}-{seed}"}
+
+    records = [rec("cat_static", s, 0.2) for s in (0, 1)] + [rec("cat", 0, 0.5), rec("cat", 1, 0.3),
+                                                               rec("cat_paper", 0, 0.2), rec("cat_paper", 1, 0.2)]
+    rows = learned_vs_static(records) + learned_vs_static(records, "cat_paper")
+    assert [r["learned_label"] for r in rows] == ["cat", "cat_paper"]
+    table, numbers = figure_9_table(rows, "synthetic")
+    assert numbers["math_code/gsm_hard"]["difference"] == pytest.approx(0.2)
+    assert numbers["math_code/gsm_hard/cat_paper"]["difference"] == pytest.approx(0.0)
+    assert "| cat_paper |" in table
+
+
 def test_alphas_by_layer_mean_alphas(env):
     out = analysis.make("alphas_by_layer", "synthetic")
     assert [f.name for f in out.files] == ["alphas_by_layer_math_code.png", "alphas_by_layer_math_code.pdf"]

@@ -110,3 +110,23 @@ def test_oracle_data_is_never_a_scored_item_and_is_refused_where_too_small():
     assert len(ds4) == DATA.size("smoke") and len(json.loads(ds4.info.description)["targets"]) == 4
     none, why = train.oracle_data("qabot", DATA, "smoke", min_records=32)
     assert none is None and "qabot_dnd" in why and "oracle_min_records" in why
+
+
+def test_cat_recipes_learn_beside_cat_under_their_own_recipe(stage_env):  # noqa: F811
+    """experiment.cat_recipes: stage 04 learns cat_<recipe> with that recipe's values and the rest of
+    the cat section unchanged (the CPU study's Figure 9 compares both recipes)."""
+    from lorasoups import pipeline
+
+    assert train.learn_cat_recipes("tiny-random-llama", "math_code", 0, SMALL, SOUP, ExperimentConfig(),
+                                   "smoke") == {}
+    out = train.learn_cat_recipes("tiny-random-llama", "math_code", 0, SMALL, SOUP,
+                                  ExperimentConfig(cat_recipes=["paper"]), "smoke")
+    assert list(out) == ["cat_paper"] and out["cat_paper"]["eval_loss_best"] is not None
+    rec = trained("smoke", "math_code", 0)["cat_paper"]
+    cfg = rec["config"]
+    assert cfg["recipe"] == "paper" and cfg["max_steps"] == SOUP.max_steps
+    assert rec["metrics"]["alphas"] and rec["kind"] == "adapter"
+    for bad, msg in (({"experiment": {"cat_recipes": ["papr"]}}, "unknown CAT recipe 'papr'; did you mean 'paper'"),
+                     ({"experiment": {"cat_recipes": ["converge"]}}, "'converge' is learned twice")):
+        with pytest.raises(ConfigError, match=msg):
+            pipeline.resolve("smoke", overrides=bad)

@@ -86,7 +86,10 @@ def main() -> None:
         "from lorasoups.stages import train",
         [("md", "## 1 · Learn the alphas"),
          ("code", 'losses = {(setting, s): train.learn_soup("cat", model, setting, s, cfg["data"], cfg["cat"], profile)\n'
-                  "          for setting in exp.settings for s in exp.seeds}"),
+                  "          for setting in exp.settings for s in exp.seeds}\n"
+                  "# experiment.cat_recipes: the same under other recipes, as labels cat_<recipe> (none by default)\n"
+                  'recipes = {(setting, s): train.learn_cat_recipes(model, setting, s, cfg["data"], cfg["cat"], exp, profile)\n'
+                  "           for setting in exp.settings for s in exp.seeds}"),
          ("md", "## 2 · The controls\n\n`cat_random`: the same recipe with skill `control_random_skill` replaced by a "
                 "random LoRA of its rank and per-module update norm (does the skill matter?). `random_alpha`: alpha "
                 "drawn as the released code's init (N(0, 1) logits, the run seed) and not trained (does learning "

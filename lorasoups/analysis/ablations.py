@@ -40,28 +40,33 @@ def primary_metric(records: list[dict[str, Any]]) -> str:
     return PRIMARY[task]
 
 
-def learned_vs_static(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows per (setting, target) with ``cat`` and ``cat_static`` results for the same seeds:
+#: Learned-CAT labels Figure 9 sets against static CAT: ``cat`` (the ``cat`` section's recipe) and
+#: the other recipes of ``experiment.cat_recipes`` where they were run.
+LEARNED_CAT = ("cat", "cat_converge", "cat_paper", "cat_released")
+
+
+def learned_vs_static(records: list[dict[str, Any]], learned: str = "cat") -> list[dict[str, Any]]:
+    """Rows per (setting, target) with ``learned`` and ``cat_static`` results for the same seeds:
     metric, static and learned summaries, and the paired difference (learned - static)."""
     groups: dict[tuple[str, str], dict[str, dict[int, dict[str, Any]]]] = {}
     for r in records:
-        if r["label"] in ("cat", "cat_static"):
+        if r["label"] in (learned, "cat_static"):
             groups.setdefault((r["setting"], r["target"]), {}).setdefault(r["label"], {})[r["seed"]] = r
     rows = []
     order = {s: i for i, s in enumerate(SETTINGS)}
     for (setting, target), by_label in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
-        if set(by_label) != {"cat", "cat_static"}:
+        if set(by_label) != {learned, "cat_static"}:
             continue
-        seeds = sorted(set(by_label["cat"]) & set(by_label["cat_static"]))
+        seeds = sorted(set(by_label[learned]) & set(by_label["cat_static"]))
         if not seeds:
             continue
-        pair = [by_label[lb][s] for lb in ("cat", "cat_static") for s in seeds]
+        pair = [by_label[lb][s] for lb in (learned, "cat_static") for s in seeds]
         metric = primary_metric(pair)
-        learned = [float(by_label["cat"][s]["metrics"][metric]) for s in seeds]
+        scores = [float(by_label[learned][s]["metrics"][metric]) for s in seeds]
         static = [float(by_label["cat_static"][s]["metrics"][metric]) for s in seeds]
-        rows.append({"setting": setting, "target": target, "metric": metric, "seeds": seeds,
-                     "static": mean_ci(static), "learned": mean_ci(learned),
-                     "difference": mean_ci([a - b for a, b in zip(learned, static)]),
+        rows.append({"setting": setting, "target": target, "learned_label": learned, "metric": metric, "seeds": seeds,
+                     "static": mean_ci(static), "learned": mean_ci(scores),
+                     "difference": mean_ci([a - b for a, b in zip(scores, static)]),
                      "models": sorted({r["model"] for r in pair}), "n": sorted({r["n"] for r in pair})})
     return rows
 
@@ -74,16 +79,18 @@ def figure_9_table(rows: list[dict[str, Any]], profile: str) -> tuple[str, dict[
         "mean [95% t-CI] over seeds)",
         f"_profile {profile} · model {', '.join(models)}_",
         "",
-        "| setting | target | metric | n | seeds | CAT static | CAT learned | learned - static |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | target | metric | n | seeds | CAT static | learned | CAT learned | learned - static |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     numbers: dict[str, Any] = {}
     for r in rows:
         n = "/".join(map(str, r["n"]))
+        label = r.get("learned_label", "cat")
         lines.append(f"| {r['setting']} | {r['target']} | {r['metric']} | {n} | {seeds_text(r['seeds'])} | "
-                     f"{fmt(r['static'])} | {fmt(r['learned'])} | {fmt(r['difference'])} |")
-        numbers[f"{r['setting']}/{r['target']}"] = {"static": r["static"]["mean"], "learned": r["learned"]["mean"],
-                                                    "difference": r["difference"]["mean"]}
+                     f"{fmt(r['static'])} | {label} | {fmt(r['learned'])} | {fmt(r['difference'])} |")
+        key = f"{r['setting']}/{r['target']}" + ("" if label == "cat" else f"/{label}")
+        numbers[key] = {"static": r["static"]["mean"], "learned": r["learned"]["mean"],
+                        "difference": r["difference"]["mean"]}
     return "\n".join(lines), numbers
 
 
@@ -151,19 +158,19 @@ def make_figure_9(profile: str, seeds: list[int] | None = None) -> Outcome:
             out.notes.append(f"{setting}: left out, {len(lacking)} CAT / static CAT result(s) missing")
             continue
         records += [r for r in load.eval_records(profile, setting, seeds=s_seeds)
-                    if r["label"] in ("cat", "cat_static") and r["target"] in get_setting(setting).targets]
-    rows = learned_vs_static(records)
+                    if r["label"] in ("cat_static", *LEARNED_CAT) and r["target"] in get_setting(setting).targets]
+    rows = [row for lb in LEARNED_CAT for row in learned_vs_static(records, lb)]
     if not rows:
         out.missing, out.notes = absent, []
         return out
     out.table, out.numbers = figure_9_table(rows, profile)
     panels = []
-    for row in rows:
+    for row in [r for r in rows if r["learned_label"] == "cat"]:  # one panel per (setting, target), every recipe
         recs = [r for r in records if (r["setting"], r["target"]) == (row["setting"], row["target"])
                 and r["seed"] in row["seeds"]]
         panels.append((method_scores(recs, row["metric"]), f"{row['setting']} / {row['target']}: {row['metric']}"))
     models = ", ".join(sorted({m for r in rows for m in r["models"]}))
-    fig = plot_method_bars(panels, f"Figure 9 (reproduction): learned vs. static CAT (alpha = 0.5)\n"
+    fig = plot_method_bars(panels, f"Figure 9 (reproduction): learned (each recipe run) vs. static CAT (alpha = 0.5)\n"
                                    f"profile {profile} · model {models}")
     out.files = [save_table(out.table, out.name, profile), *save_figure(fig, out.name, profile)]
     return out

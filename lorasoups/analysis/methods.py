@@ -15,7 +15,8 @@ from lorasoups.results import MODEL_LABELS
 LABEL_ORDER = MODEL_LABELS
 NAMES = {"base": "base", "datamix": "DATA-MIX", "datamix_seq": "DATA-MIX (seq.)", "linear": "linear",
          "ties": "TIES", "dare": "DARE", "lorahub": "LoraHub", "moe": "MoE", "cat_static": "CAT static",
-         "cat": "CAT (learned)", "cat_lorahub": "CAT (from LoraHub)", "cat_svd": "CAT (SVD export)",
+         "cat": "CAT (learned)", "cat_converge": "CAT (converged recipe)", "cat_paper": "CAT (paper recipe)",
+         "cat_released": "CAT (released recipe)", "cat_lorahub": "CAT (from LoraHub)", "cat_svd": "CAT (SVD export)",
          "random_alpha": "CAT (random α)", "cat_random": "CAT (random skill)", "cat_data_lora": "LoRA on CAT's data",
          "oracle": "oracle (target data)", "rag": "RAG bound"}
 _SKILL = re.compile(r"^skill(\d+)$")

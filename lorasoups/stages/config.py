@@ -41,6 +41,10 @@ class ExperimentConfig:
     cat_svd_rank: int | None = None
     """Stage 05 also writes learned CAT's fold (rank sum of the skills' ranks) compressed by truncated
     SVD to this rank (label ``cat_svd``), with the share of the update it keeps (None: not built)."""
+    cat_recipes: list[str] = field(default_factory=list)
+    """More learned-CAT recipes (``lorasoups.training.cat.RECIPES``) beside the ``cat`` section's own,
+    each learned by stage 04 as label ``cat_<recipe>`` with the rest of the ``cat`` section unchanged
+    (the CPU study: ``[paper]`` beside the converged default, for Figure 9 under both recipes)."""
     controls: list[str] = field(default_factory=lambda: list(CONTROLS))
     """Controls trained beside CAT, each a label of its own: ``cat_random`` (learned CAT with skill
     ``control_random_skill`` replaced by a random LoRA of the same rank and per-module update norm;

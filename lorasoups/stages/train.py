@@ -141,6 +141,15 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
             **{f"max_drift/{skill}": v for skill, v in drift.items()}}
 
 
+def learn_cat_recipes(model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
+                      exp: ExperimentConfig, profile: str) -> dict[str, dict]:
+    """Learned CAT under each recipe of ``exp.cat_recipes`` (label ``cat_<recipe>``), the rest of
+    the ``cat`` section as it is: ``{label: learn_soup's summary}`` ({} when none is asked for)."""
+    return {f"cat_{r}": learn_soup("cat", model, setting, seed, data, dataclasses.replace(cfg, recipe=r), profile,
+                                   label=f"cat_{r}")
+            for r in exp.cat_recipes}
+
+
 def round_robin(parts: list[Any], n: int | None = None) -> list[dict[str, Any]]:
     """Records of ``parts`` taken in turn (one of each, then the next of each, ...), at most ``n``."""
     rounds = (d[i] for i in range(max(map(len, parts))) for d in parts if i < len(d))
