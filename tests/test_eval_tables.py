@@ -63,7 +63,10 @@ def test_score_prompt_format_and_gold_forms():
         gold_count("answer")
     m, rows = score_prompt_format(["the correct answer is 3", "the correct answer is 1", "I think 0"],
                                   ["answer3", "answer2", "answer0"])
-    assert m == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+    assert m == {"n": 3, "accuracy": pytest.approx(2 / 3), "majority_answer": 3,  # ties: the first seen
+                 "majority_floor": pytest.approx(1 / 3), "majority_share": pytest.approx(1 / 3)}
+    m, _ = score_prompt_format(["the correct answer is 0"] * 3 + ["7"], ["answer0", "answer0", "answer2", "answer1"])
+    assert (m["majority_answer"], m["majority_floor"], m["majority_share"]) == (0, 0.5, 0.75)
     assert [r["correct"] for r in rows] == [True, False, True]
 
 

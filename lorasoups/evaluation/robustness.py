@@ -7,6 +7,7 @@ formats 1, 2, 4 (skill training) and 3, 7, 8, 10 (held out). Gold outputs read
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,7 +40,12 @@ def predicted_count(generation: str) -> int | None:
 def score_prompt_format(
     generations: Sequence[str], golds: Sequence[str | int]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Accuracy on one format; returns (metrics, per-example rows)."""
+    """Accuracy on one format; returns (metrics, per-example rows).
+
+    Beside the accuracy: the majority answer of these items (the most common gold count), the
+    accuracy of always giving it (``majority_floor``: a model must beat this, not only the base),
+    and the share of the model's answers that are it (``majority_share``: a model that learned the
+    format but not the count answers the majority and scores the floor)."""
     if len(generations) != len(golds):
         raise ValueError(f"score_prompt_format: {len(generations)} generations but {len(golds)} golds")
     rows = []
@@ -47,7 +53,13 @@ def score_prompt_format(
         g, p = gold_count(gold), predicted_count(text)
         rows.append({"index": i, "generation": text, "gold": g, "predicted": p, "correct": p == g})
     n = len(rows)
-    return {"n": n, "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0}, rows
+    metrics: dict[str, Any] = {"n": n, "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0}
+    if n:
+        majority = Counter(r["gold"] for r in rows).most_common(1)[0][0]
+        metrics.update(majority_answer=majority,
+                       majority_floor=sum(r["gold"] == majority for r in rows) / n,
+                       majority_share=sum(r["predicted"] == majority for r in rows) / n)
+    return metrics, rows
 
 
 class RobustnessGrid:
