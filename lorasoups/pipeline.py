@@ -170,6 +170,9 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
 
     _known(f"{source}:data.sizes", list(cfg["data"].sizes), [*REGISTRY, "oracle_data"], "dataset")
     ev = cfg["evaluation"]
+    from lorasoups.evaluation.tasks import SCORERS
+
+    _known(f"{source}:evaluation.max_new_tokens_by_task", list(ev.max_new_tokens_by_task), list(SCORERS), "task kind")
     for key in ("labels", "elo_labels"):
         bad = [v for v in getattr(ev, key) or [] if not is_model_label(v, METHODS)]
         if bad:

@@ -127,7 +127,8 @@ def test_oracle_gate_scores_base_and_oracle_as_stage_08_results(env, tiny):
                                                       init_lora_weights=False)).save_pretrained(str(out))
     write_train_result("smoke", "prompt_robustness", "oracle", 0, _Run(out, out), {}, "tiny-random-llama")
     data = dataclasses.replace(DATA, eval_smoke_size=6)
-    rows, why = gate.oracle_gate("tiny-random-llama", "prompt_robustness", 0, data, EV, "smoke")
+    ev = dataclasses.replace(EV, max_new_tokens_by_task={"prompt_format": 3})
+    rows, why = gate.oracle_gate("tiny-random-llama", "prompt_robustness", 0, data, ev, "smoke")
     assert why is None and [r["target"] for r in rows] == ["count_format3", "count_format7", "count_format8",
                                                            "count_format10"]
     for r in rows:
@@ -135,3 +136,6 @@ def test_oracle_gate_scores_base_and_oracle_as_stage_08_results(env, tiny):
                                             f"oracle--{r['target']}-s0.examples.jsonl").read_text().splitlines()]
         assert r["n"] == len(ex) == 6 and r["metric"] == pytest.approx(np.mean([e["correct"] for e in ex]))
         assert r["passed"] == (r["gap"]["diff"] >= gate.ACC_MARGIN and r["gap"]["lo"] > 0)
+    rec = json.loads((paths.results_dir("smoke") / "eval" / "prompt_robustness" /
+                      "base--count_format3-s0.json").read_text())
+    assert rec["config"]["generation"]["max_new_tokens"] == 3  # the task kind's own cap

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lorasoups.config import ConfigError, did_you_mean
 
@@ -76,6 +76,9 @@ class EvalConfig:
 
     max_new_tokens: int = 200
     """Longest generation (the paper: 200)."""
+    max_new_tokens_by_task: dict[str, int] = field(default_factory=dict)
+    """Longest generation per task kind (``gsm_hard``, ``qa``, ``prompt_format``), overriding
+    ``max_new_tokens`` for that kind (the CPU study caps the counting answers, ~8 tokens, at 32)."""
     greedy: bool = False
     """Argmax decoding instead of the paper's temperature 0.01 / top_p 0.95 sampling."""
     batch_size: int = 16
@@ -98,6 +101,13 @@ class EvalConfig:
     The ELO result and Figure 6a name the judge that decided the battles."""
     elo_bootstrap: int = 5000
     """Bootstrap rounds of the ELO confidence intervals (the paper: 5,000)."""
+
+    def generation_for(self, task: str, seed: int, stops: list[str]) -> Any:
+        """The decoding of one task kind: greedy or the paper's sampling, its length cap."""
+        from lorasoups.evaluation.generation import GenerationConfig
+
+        return GenerationConfig(max_new_tokens=self.max_new_tokens_by_task.get(task, self.max_new_tokens),
+                                greedy=self.greedy, batch_size=self.batch_size, seed=seed, stop_strings=list(stops))
 
 
 @dataclass

@@ -74,8 +74,6 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
     sets = data_for(setting, data, profile)
     models: dict[str, dict[str, Any] | None] = {"base": None, **trained(profile, setting, seed)}
     labels = [m for m in models if cfg.labels is None or m in cfg.labels]
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=cfg.greedy, batch_size=cfg.batch_size,
-                           seed=seed, stop_strings=list(STOPS))
     summary: dict[str, dict[str, Any]] = {}
     answers: dict[str, dict[str, list[str]]] = {t: {} for t in s.targets}
     base_ident = model_identity(model)
@@ -85,6 +83,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
             for target in s.targets:
                 ds = target_prompts(sets, target, label, data, profile)
                 task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+                gen = cfg.generation_for(task, seed, STOPS)
                 path = eval_result_path(profile, setting, label, target, seed)
                 key = request_key(base_ident, models[label], ds, task, gen, cfg)
                 done = reusable(path, key)

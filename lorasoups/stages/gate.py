@@ -40,7 +40,6 @@ import torch
 from lorasoups import paths, results
 from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
-from lorasoups.evaluation.generation import GenerationConfig
 from lorasoups.evaluation.tasks import evaluate
 from lorasoups.stages.common import trained
 from lorasoups.stages.config import EvalConfig, GateConfig
@@ -132,8 +131,6 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
     """One row per skill: its held-out metric for the base and the LoRA, the floor and the verdict."""
     s = get_setting(setting)
     models = trained(profile, setting, seed)
-    gen = GenerationConfig(max_new_tokens=ev.max_new_tokens, greedy=True, batch_size=ev.batch_size, seed=seed,
-                           stop_strings=list(STOPS))
     rows = []
     for label, name in zip(s.labels, s.skills):
         if label not in models:
@@ -146,6 +143,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             net, tok = load_model(model, record)
             if kind in TASK_OF_KIND:
                 task, gold_col = TASK_OF_KIND[kind]
+                gen = dataclasses.replace(ev.generation_for(task, seed, STOPS), greedy=True)
                 with torch.no_grad():
                     _, ex = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]), generation=gen,
                                      progress=False)
