@@ -76,8 +76,9 @@ _SERVER_PID = os.getpid()
 
 def _die_with_server() -> None:
     """Ask the kernel to SIGKILL this child when the server dies; exit if it already has."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    prctl = getattr(_LIBC, "prctl", None)  # Linux only; elsewhere the server's timeout still holds
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != _SERVER_PID:
         os._exit(1)
 
