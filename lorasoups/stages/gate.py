@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from lorasoups import paths, results
+from lorasoups.analysis.load import SOLVED_FLAG
 from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
 from lorasoups.evaluation.tasks import evaluate
@@ -57,7 +58,8 @@ RULES = {
                   "(base - LoRA) > 0",
     "oracle": f"every target: metric >= floor + {ACC_MARGIN} and paired bootstrap 95% CI of (oracle - floor) > 0",
 }
-_CORRECT = {"prompt_format": "correct", "gsm_hard": "exec_correct", "qa": "f1"}
+#: per-example score column of each task kind's examples rows: the analysis' solved flags, F1 for QA
+_CORRECT = {**SOLVED_FLAG, "qa": "f1"}
 
 
 def paired_ci(a: Sequence[float], b: Sequence[float], rounds: int = BOOTSTRAP, seed: int = 0) -> dict[str, float]:
@@ -137,12 +139,11 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             raise results.ResultsError(f"setting {setting}, seed {seed}: no trained {label} ({name}); "
                                        "run stage train_skills first")
         ds = _skill_sample(name, data, gate.size)
-        kind = get_entry(name).kind
+        task, gold_col = TASK_OF_KIND.get(get_entry(name).kind, (None, None))  # None: a text skill
         scores: dict[str, list[float]] = {}
         for who, record in (("base", None), (label, models[label])):
             net, tok = load_model(model, record)
-            if kind in TASK_OF_KIND:
-                task, gold_col = TASK_OF_KIND[kind]
+            if task is not None:
                 gen = dataclasses.replace(ev.generation_for(task, seed, STOPS), greedy=True)
                 with torch.no_grad():
                     _, ex = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]), generation=gen,
@@ -152,8 +153,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
                 scores[who] = completion_nll(net, tok, list(ds), gate.max_length, gate.batch_size)
             del net
         row: dict[str, Any] = {"label": label, "skill": name, "n": len(ds), "dataset": identity(ds)}
-        if kind in TASK_OF_KIND:
-            task, gold_col = TASK_OF_KIND[kind]
+        if task is not None:
             fname, floor = floor_of(ds[gold_col], scores["base"])
             row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
                        **accuracy_verdict(scores[label], fname, floor))
@@ -180,13 +180,11 @@ def oracle_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalC
 
     rows = []
     for target in get_setting(setting).targets:
-        task, gold_col = TASK_OF_KIND[get_entry(target).kind]
-        per = {}
-        for label in ("base", "oracle"):
-            ex = read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
-            per[label] = [float(r[_CORRECT[task]]) for r in ex]
-        golds = [r.get("gold", r.get("answer")) for r in
-                 read_jsonl(examples_path(eval_result_path(profile, setting, "base", target, seed)))]
+        task, _ = TASK_OF_KIND[get_entry(target).kind]
+        ex = {label: read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
+              for label in ("base", "oracle")}
+        per = {label: [float(r[_CORRECT[task]]) for r in rows_] for label, rows_ in ex.items()}
+        golds = [r["gold"] for r in ex["base"]]
         if task == "qa":
             fname, floor = "base", per["base"]
         else:
