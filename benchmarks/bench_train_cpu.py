@@ -10,10 +10,17 @@ trains a fresh LoRA on the same records for ``warmup + steps`` optimiser steps a
 ``steps`` (a callback's wall clock between step ends). tokens/s counts the non-padding tokens of the
 timed steps. Rows:
 
-* ``fp32`` (the baseline: what ``precision: fp32`` and, on a CPU without bf16 hardware, ``auto`` run);
-* ``bf16 autocast``: fp32 base and LoRA weights, bf16 compute (``precision: bf16``);
-* ``bf16 autocast, bf16 base``: the frozen base stored in bf16 as well (``base_dtype: bfloat16``);
-* ``group_by_length``: fp32, batches of similar lengths (less padding; transformers' ``train_sampling_strategy``).
+* ``fp32`` (the baseline: the fp32 path as it was before the speed work, TRL's LM head projecting
+  every position);
+* ``bf16``: fp32 base and LoRA weights, bf16 autocast compute (``precision: bf16``), full LM head;
+* ``bf16_base``: the frozen base stored in bf16 as well (``base_dtype: bfloat16``), full LM head;
+* ``group_by_length``: fp32, batches of similar lengths (less padding; transformers' ``train_sampling_strategy``);
+* ``fp32_compact`` / ``bf16_compact``: the LM head projects only labelled positions
+  (``lorasoups.training.sft.compact_lm_head_on_cpu``); ``bf16_compact`` is what the pipeline runs
+  by default on a CPU with bf16 hardware (``precision: auto``).
+
+``--dataset``: the records (default ``metamathqa``, long completions; ``count_format1`` is the
+counting skill of the CPU study, ~8 labelled tokens of ~90, where the compact head matters most).
 
 The ratio of each row to the baseline measured in the same run is the result; whether bf16 pays
 depends on the CPU (AMX / AVX-512 BF16: ``lorasoups.training.sft.cpu_has_fast_bf16``), recorded
@@ -44,17 +51,19 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def records(n: int, smoke: bool):
+def records(name: str, n: int, smoke: bool):
     from lorasoups.data import load
 
     try:
-        ds = load("metamathqa", "train", source="generated" if smoke else "mirror", size=n)
-    except Exception:  # no mirror on this machine: the generated math suite
-        ds = load("metamathqa", "train", source="generated", size=n)
+        ds = load(name, "train", source="generated" if smoke else "mirror", size=n)
+    except Exception:  # no mirror on this machine: the generated suite
+        ds = load(name, "train", source="generated", size=n)
     return ds.select_columns(["prompt", "completion"]), ds
 
 
-def run_row(model_name: str, data, cfg, warmup: int, steps: int, batch: int, tok) -> dict:
+def run_row(model_name: str, data, cfg, warmup: int, steps: int, batch: int, tok, compact: bool) -> dict:
+    import trl.trainer.utils as trl_utils
+
     from lorasoups.models import load_base
     from lorasoups.training.sft import make_sft_trainer
 
@@ -62,10 +71,16 @@ def run_row(model_name: str, data, cfg, warmup: int, steps: int, batch: int, tok
     model, _ = load_base(model_name, dtype=dtype, device="cpu")
     clock = StepClock()
     with tempfile.TemporaryDirectory() as out:
-        trainer = make_sft_trainer(model, tok, data, cfg, Path(out), callbacks=[clock])
+        trainer = make_sft_trainer(model, tok, data, cfg, Path(out), callbacks=[clock])  # turns compact on
+        patched = trl_utils._use_triton
+        if not compact:  # TRL's own choice: every position projected on CPU
+            trl_utils._use_triton = patched._original
         loader = trainer.get_train_dataloader()
         tokens = [int(b["attention_mask"].sum()) for b, _ in zip(loader, range(warmup + steps))]
-        trainer.train()
+        try:
+            trainer.train()
+        finally:
+            trl_utils._use_triton = patched
     times = [b - a for a, b in zip(clock.ends, clock.ends[1:])][warmup:]
     timed_tokens = sum(tokens[warmup:warmup + len(times)])
     seconds = sum(times)
@@ -82,7 +97,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed first steps per row")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--rows", nargs="+", default=["fp32", "bf16", "bf16_base", "group_by_length"])
+    ap.add_argument("--rows", nargs="+", default=["fp32", "bf16", "fp32_compact", "bf16_compact"])
+    ap.add_argument("--dataset", default="metamathqa", help="registry name of the training records")
     ap.add_argument("--smoke", action="store_true", help="tiny model, 2 + 1 steps: a check that it runs")
     args = ap.parse_args()
     if args.smoke:
@@ -93,7 +109,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     n = (args.warmup + args.steps) * args.batch
-    data, ds = records(n, args.smoke)
+    data, ds = records(args.dataset, n, args.smoke)
     _, tok = load_base(args.model, device="cpu")
     base = SftConfig(max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch,
                      gradient_accumulation_steps=1, warmup_steps=0, logging_steps=1, save_steps=10**6,
@@ -104,11 +120,14 @@ def main() -> None:
         "bf16": dataclasses.replace(base, precision="bf16"),
         "bf16_base": dataclasses.replace(base, precision="bf16", base_dtype="bfloat16"),
         "group_by_length": dataclasses.replace(base, trainer={**base.trainer, "train_sampling_strategy": "group_by_length"}),
+        "fp32_compact": base,
+        "bf16_compact": dataclasses.replace(base, precision="bf16"),
     }
     rows = []
     for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
         print(f"== {name}", flush=True)
-        row = {"row": name, **run_row(args.model, data, variants[name], args.warmup, args.steps, args.batch, tok)}
+        row = {"row": name, **run_row(args.model, data, variants[name], args.warmup, args.steps, args.batch, tok,
+                                      compact=name.endswith("_compact"))}
         row["ratio"] = row["tokens_per_s"] / (rows[0]["tokens_per_s"] if rows else row["tokens_per_s"])
         rows.append(row)
         print(f"   {row['s_per_step']:.2f} s/step, {row['tokens_per_s']:.0f} tokens/s, x{row['ratio']:.2f}", flush=True)
@@ -119,13 +138,13 @@ def main() -> None:
     for r in rows:
         print(f"{r['row']:18s} {r['s_per_step']:8.2f} {r['tokens_per_s']:9.0f} {r['ratio']:7.2f} "
               f"{r['final_loss'] if r['final_loss'] is None else round(r['final_loss'], 4)!s:>10s}")
-    out = result_path("benchmarks", "train_sft", "smoke" if args.smoke else args.model,
+    out = result_path("benchmarks", "train_sft", "smoke" if args.smoke else f"{args.model}-{args.dataset}",
                       profile="smoke" if args.smoke else "cpu")
     from lorasoups.data import identity
 
     write_result(out, config=vars(args), metrics={"rows": rows, "bf16_hardware": fast,
                                                   "threads": torch.get_num_threads()},
-                 model=model_identity(args.model), datasets={"metamathqa": identity(ds)})
+                 model=model_identity(args.model), datasets={args.dataset: identity(ds)})
     print(f"wrote {out}")
 
 

@@ -416,3 +416,37 @@ def test_a_reused_run_reads_back_its_summary_in_the_fresh_runs_order(tmp_path, m
     back = Run("cat", "order", {"x": 1}).summary()
     assert back == summary and list(back) == list(summary)
     assert list(back["final_drift"]["max"]) == ["skill-metamathqa", "skill-code_alpaca"]
+
+
+def test_the_compact_lm_head_on_cpu_gives_the_full_logits_loss_and_gradients(tiny_dir, tmp_path):
+    """TRL's fused head, made compact on CPU (only labelled positions projected), against an
+    independent reference: transformers' own cross-entropy over the full logits of the same batch."""
+    import trl.trainer.utils as trl_utils
+
+    from lorasoups.training.sft import load_for_training
+
+    model, tok = load_for_training(str(tiny_dir))
+    recs = [{"prompt": f"Count the words in: {'a b ' * (i + 1)}\nAnswer:", "completion": f" {2 * i + 2}"}
+            for i in range(6)]
+    trainer = make_sft_trainer(model, tok, Dataset.from_list(recs), SftConfig(**{**FAST, "lora_dropout": 0.0}),
+                               tmp_path / "out")
+    assert getattr(trl_utils._use_triton, "_lorasoups_compact", False)  # fails if TRL renames the switch
+    assert trl_utils._use_triton(torch.device("cpu"))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(recs))])
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < labelled < batch["labels"][:, 1:].numel() // 2  # the case it is for: most positions unlabelled
+    peft_model = trainer.model
+    lora = [p for n, p in peft_model.named_parameters() if p.requires_grad]
+
+    def loss_and_grads(fused: bool):
+        peft_model.zero_grad()
+        out = (peft_model(**batch, fused_lm_head=True) if fused else
+               peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]))
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in lora]
+
+    loss, grads = loss_and_grads(fused=True)
+    ref_loss, ref_grads = loss_and_grads(fused=False)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-4)

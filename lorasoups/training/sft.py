@@ -198,10 +198,38 @@ def cpu_launch_kwargs() -> dict[str, Any]:
     return {"ddp_backend": "gloo", "use_cpu": True}
 
 
+def compact_lm_head_on_cpu() -> None:
+    """Let TRL's fused LM head score only the positions that carry a label on CPU too.
+
+    TRL (1.16) projects through the LM head in tiles, and on CUDA only at the positions whose
+    label is not -100; elsewhere it projects every position (to keep tile shapes fixed for
+    compilers such as Neuron's), then masks. On CPU eager nothing recompiles, and the waste is
+    most of the step on completion-only data: the counting records carry ~8 labelled tokens of
+    ~90, so the 49k-vocabulary projection and its backward ran on ~11x the positions needed
+    (``benchmarks/bench_train_cpu.py``, row ``compact_head``). The per-position log-probabilities
+    are the same either way (the tiles run over the vocabulary, row by row). TRL chooses through
+    the one name below; if a TRL release renames it this fails loudly (tests/test_sft_speed.py).
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    if getattr(original, "_lorasoups_compact", False):
+        return
+
+    def compact(device: torch.device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact._lorasoups_compact = True  # type: ignore[attr-defined]
+    compact._original = original  # type: ignore[attr-defined]  # the benchmark's baseline row
+    trl_utils._use_triton = compact
+
+
 def trl_args(cfg: Any, output_dir: Path, **extra: Any):
-    """``trl.SFTConfig`` from our config: every field with an SFTConfig name maps onto it."""
+    """``trl.SFTConfig`` from our config: every field with an SFTConfig name maps onto it.
+    Every TRL trainer of the project is configured here, so this also turns on the compact LM head."""
     from trl import SFTConfig
 
+    compact_lm_head_on_cpu()
     known = {f.name for f in dataclasses.fields(SFTConfig)}
     mapped = {k: v for k, v in to_dict(cfg).items() if k in known and k not in _OWN_FIELDS}
     kwargs = {
