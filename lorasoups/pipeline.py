@@ -61,7 +61,9 @@ class Stage:
     outputs: list[str] = field(default_factory=list)
     """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name,
     ``{setting}`` / ``{seed}`` expanded over the ``experiment`` section's settings and seeds,
-    ``{skill}`` over the setting's skill labels ``skill1`` .. ``skill<k>``)."""
+    ``{skill}`` over the setting's skill labels ``skill1`` .. ``skill<k>``, ``{datamix}`` over
+    ``datamix`` when ``experiment.datamix`` holds ``concat``, the variant every setting has; a run
+    without it, e.g. a gate slice, expects no DATA-MIX file)."""
 
 
 #: Every config section and its dataclass (the stage configs live beside the code that uses them).
@@ -88,7 +90,7 @@ STAGES: list[Stage] = [
     Stage("prepare_data", "01_prepare_data.ipynb", ["data"], ["{results}/data/manifest--default.json"]),
     Stage("train_skills", "02_train_skills.ipynb", ["model", "data", "experiment", "sft"],
           [_TRAIN % "{skill}"]),
-    Stage("train_datamix", "03_train_datamix.ipynb", ["model", "data", "experiment", "sft"], [_TRAIN % "datamix"]),
+    Stage("train_datamix", "03_train_datamix.ipynb", ["model", "data", "experiment", "sft"], [_TRAIN % "{datamix}"]),
     Stage("learn_cat", "04_learn_cat.ipynb", ["model", "data", "experiment", "cat"], [_TRAIN % "cat"]),
     Stage("merge_static", "05_merge_static.ipynb", ["model", "data", "experiment", "sweep"], [_TRAIN % "cat_static"]),
     Stage("learn_moe", "06_learn_moe.ipynb", ["model", "data", "experiment", "moe"], [_TRAIN % "moe"]),
@@ -263,8 +265,11 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
             st = get_setting(setting) if setting else None
             for seed in params.get("seeds", [None]) if "{seed}" in template else [None]:
                 for skill in st.labels if st and "{skill}" in template else [None]:
-                    out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
-                                                    first_target=st.targets[0] if st else None, skill=skill)))
+                    for dm in (["datamix"] if "concat" in params.get("datamix", ["concat"]) else []) \
+                            if "{datamix}" in template else [None]:
+                        out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
+                                                        first_target=st.targets[0] if st else None, skill=skill,
+                                                        datamix=dm)))
     return out
 
 

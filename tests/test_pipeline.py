@@ -233,3 +233,16 @@ def test_success_is_quiet_and_a_failure_names_its_cell(tmp_path, capfd):
     assert exc.value.ename == "ValueError"
     cells = json.loads((tmp_path / "bad-out.ipynb").read_text())["cells"]
     assert any(o.get("ename") == "ValueError" for c in cells for o in c.get("outputs", []))
+
+
+def test_stage_03_expects_a_datamix_file_only_when_concat_datamix_is_trained():
+    """A gate slice (``datamix: []``) trains only the controls in stage 03: the pipeline must not
+    wait for a DATA-MIX result it never asked for."""
+    from lorasoups import paths
+
+    stage = pipeline.get_stage("train_datamix")
+    base = {"profile": "smoke", "settings": ["prompt_robustness"], "seeds": [0], "model": "tiny-random-llama"}
+    res = paths.results_dir("smoke")
+    assert pipeline._outputs(stage, {**base, "datamix": []}) == []
+    assert pipeline._outputs(stage, {**base, "datamix": ["concat", "sequential"]}) == [
+        res / "train" / "prompt_robustness" / "datamix--s0.json"]
