@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -98,6 +99,11 @@ def test_skill_gate_on_a_text_and_a_scored_setting(env, tiny):
         assert r["rule"] == "skill_scored" and r["metric_name"] == "correct"
         assert r["passed"] == (r["gap"]["diff"] >= gate.ACC_MARGIN and r["gap"]["lo"] > 0)
         assert 0 <= r["floor"] <= 1 and r["floor"] >= r["base"]
+        # beside each accuracy, how often the model gave the majority answer (a floor-scorer gives it always)
+        golds = load(r["skill"], "test", source="generated", seed=0, size=GATE.size)["answer"]
+        assert r["majority_answer"] == Counter(str(g) for g in golds).most_common(1)[0][0]
+        assert set(r["majority_share"]) == {"base", r["label"]}
+        assert all(0 <= v <= 1 for v in r["majority_share"].values())
 
 
 def test_run_gate_writes_its_verdict_and_names_a_missing_oracle(env, tiny):

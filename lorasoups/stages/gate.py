@@ -141,6 +141,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
         ds = _skill_sample(name, data, gate.size)
         task, gold_col = TASK_OF_KIND.get(get_entry(name).kind, (None, None))  # None: a text skill
         scores: dict[str, list[float]] = {}
+        answers: dict[str, list[str]] = {}  # predicted answers, where the task extracts one
         for who, record in (("base", None), (label, models[label])):
             net, tok = load_model(model, record)
             if task is not None:
@@ -149,6 +150,8 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
                     _, ex = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]), generation=gen,
                                      progress=False)
                 scores[who] = [float(r[_CORRECT[task]]) for r in ex]
+                if ex and "predicted" in ex[0]:
+                    answers[who] = [str(r["predicted"]).strip() for r in ex]
             else:
                 scores[who] = completion_nll(net, tok, list(ds), gate.max_length, gate.batch_size)
             del net
@@ -157,14 +160,21 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             fname, floor = floor_of(ds[gold_col], scores["base"])
             row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
                        **accuracy_verdict(scores[label], fname, floor))
+            if answers:  # a model can score the floor by always giving the majority answer: say how often it did
+                majority = Counter(str(g).strip() for g in ds[gold_col]).most_common(1)[0][0]
+                row["majority_answer"] = majority
+                row["majority_share"] = {who: float(np.mean([a == majority for a in ans]))
+                                         for who, ans in answers.items()}
         else:
             ci = paired_ci(scores["base"], scores[label])
             base_mean, lora_mean = float(np.mean(scores["base"])), float(np.mean(scores[label]))
             row.update(rule="skill_text", metric_name="completion_nll_per_token", base=base_mean, metric=lora_mean,
                        reduction=1 - lora_mean / base_mean, gap=ci,
                        passed=bool(lora_mean <= (1 - NLL_MARGIN) * base_mean and ci["lo"] > 0))
+        shares = "".join(f", answers {row['majority_answer']!r}: {who} {v:.0%}"
+                         for who, v in row.get("majority_share", {}).items())
         print(f"[gate {setting}] {label} ({name}): {row['metric_name']} base {row['base']:.4f} -> LoRA "
-              f"{row['metric']:.4f}; {'PASS' if row['passed'] else 'FAIL'}", flush=True)
+              f"{row['metric']:.4f}{shares}; {'PASS' if row['passed'] else 'FAIL'}", flush=True)
         rows.append(row)
     return rows
 
