@@ -13,7 +13,7 @@ STAMP := $(VENV)/.lorasoups-installed
 PROFILE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: run test unit nbval lint env clean-runs bench help refresh-notebooks gate study
+.PHONY: run test unit nbval lint env clean-runs bench bench-gpu help refresh-notebooks gate study
 
 help:
 	@sed -n '1,8p' Makefile
@@ -62,8 +62,18 @@ study: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check lorasoups tests benchmarks tools
 
+# The CPU set (issue 16, <= 10 min on 2 cores), then its table; ratios against baselines of the same run.
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/bench_train_cpu.py --dataset count_format1 --steps 4 --warmup 1 --rows fp32 bf16_compact
+	$(PY) benchmarks/bench_soup.py --cpu
+	$(PY) benchmarks/bench_generation.py --cpu
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sandbox.py
+	$(PY) benchmarks/table.py
+
+# The GPU set (each prints why and exits 0 without CUDA).
+bench-gpu: $(STAMP)
+	@for b in benchmarks/bench_generation.py benchmarks/bench_soup.py benchmarks/bench_sweep.py; do \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean-runs:
 	rm -rf runs

@@ -56,6 +56,38 @@ def hf_batch(model, tok, prompts, max_new: int, eos: set[int], device) -> tuple[
     return texts, tokens, seconds
 
 
+def llama_row(model_name: str, tok, prompts, ref: list[str], max_new: int, rows: list[dict]) -> None:
+    """The external anchor for CPU inference: llama.cpp (``llama-cpp-python``, as pip builds it
+    here) on the GGUF the model ships as, greedy, one prompt at a time (its Python API decodes one
+    sequence), 2 threads. The HF model is that GGUF dequantized, so the weights are the same; the
+    arithmetic is not (llama.cpp quantizes activations to 8 bits in its Q4 dot products)."""
+    try:
+        from llama_cpp import Llama
+
+        from lorasoups.models import MODELS, _package_gguf
+    except ImportError as exc:
+        print(f"llama.cpp row skipped: {exc}")
+        return
+    spec = MODELS.get(model_name)
+    if spec is None or spec.kind != "gguf-package":
+        print(f"llama.cpp row skipped: {model_name} does not ship as a GGUF")
+        return
+    llm = Llama(model_path=str(_package_gguf(spec)), n_ctx=1024, n_threads=2, n_batch=512, verbose=False,
+                seed=0)
+    llm.create_completion(prompts[0], max_tokens=4, temperature=0.0, top_k=1)  # warm-up
+    texts, tokens = [], 0
+    t = time.perf_counter()
+    for p in prompts:
+        out = llm.create_completion(p, max_tokens=max_new, temperature=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0)
+        texts.append(out["choices"][0]["text"])
+        tokens += out["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - t
+    same = sum(a.strip() == b.strip() for a, b in zip(texts, ref))
+    rows.append({"method": f"llama.cpp {spec.gguf_file}, one stream", "tokens": tokens, "seconds": seconds,
+                 "identical": same, "differing": [i for i, (a, b) in enumerate(zip(texts, ref))
+                                                  if a.strip() != b.strip()][:10]})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -67,7 +99,7 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="results profile (default: full on GPU, smoke with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="tiny model, CPU, few prompts: a check that it runs")
     ap.add_argument("--cpu", action="store_true", help="the CPU set: fp32 HF baseline, fastgen fp32 / bf16 rows")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="--cpu: bf16 fastgen batch sizes")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="--cpu: fastgen batch sizes")
     args = ap.parse_args()
     cpu_set = args.cpu and not args.smoke
     args.n = args.n or (32 if cpu_set else 64)
@@ -122,12 +154,14 @@ def main() -> None:
 
     base_cfg = dict(max_new_tokens=args.max_new_tokens, batch_size=len(prompts))
     if cpu_set:
-        fast("fastgen fp32 (exact), batch 16", FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=16),
-             prompts, True)
+        for bs in args.batch_sizes:
+            fast(f"fastgen fp32 (exact), batch {bs}", FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs),
+                 prompts, True)
         bf16_model, _ = load_base(args.model, dtype=torch.bfloat16, device=device)
         for bs in args.batch_sizes:
             fast(f"fastgen bf16 weights, batch {bs}", FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs),
                  prompts, True, on=bf16_model)
+        llama_row(args.model, tok, prompts, ref, args.max_new_tokens, rows)
     else:
         fast(f"fastgen eager, batch {len(prompts)}", FastGenConfig(**base_cfg), prompts, True)
     if device.type == "cuda" and not args.no_compile:

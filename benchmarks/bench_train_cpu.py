@@ -17,7 +17,8 @@ timed steps. Rows:
 * ``group_by_length``: fp32, batches of similar lengths (less padding; transformers' ``train_sampling_strategy``);
 * ``fp32_compact`` / ``bf16_compact``: the LM head projects only labelled positions
   (``lorasoups.training.sft.compact_lm_head_on_cpu``); ``bf16_compact`` is what the pipeline runs
-  by default on a CPU with bf16 hardware (``precision: auto``).
+  by default on a CPU with bf16 hardware (``precision: auto``); ``bf16_base_compact`` adds a bf16
+  frozen base (autocast then has no fp32 weight to cast at every call).
 
 ``--dataset``: the records (default ``metamathqa``, long completions; ``count_format1`` is the
 counting skill of the CPU study, ~8 labelled tokens of ~90, where the compact head matters most).
@@ -122,6 +123,7 @@ def main() -> None:
         "group_by_length": dataclasses.replace(base, trainer={**base.trainer, "train_sampling_strategy": "group_by_length"}),
         "fp32_compact": base,
         "bf16_compact": dataclasses.replace(base, precision="bf16"),
+        "bf16_base_compact": dataclasses.replace(base, precision="bf16", base_dtype="bfloat16"),
     }
     rows = []
     for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
