@@ -145,6 +145,7 @@ def write_result(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_other_model(path, model)
     record = {
         "config": to_dict(config),
         "config_hash": fingerprint(config),
@@ -170,6 +171,25 @@ def write_result(
 
 class ResultsError(ValueError):
     """A result file that exists but cannot be used; the message names the file and field."""
+
+
+def _refuse_other_model(path: Path, model: dict[str, Any] | None) -> None:
+    """A result of one base model is never replaced by another's: result paths do not name the
+    model, so a second model (the CPU study's Gemma-3-270M beside SmolLM2-135M) runs in a
+    namespace of its own. A rerun of the same model replaces its result as before."""
+    new = (model or {}).get("name")
+    if not new or not path.is_file():
+        return
+    try:
+        old = (json.loads(path.read_text()).get("model") or {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return  # an unreadable old file is replaced, as before
+    if old and old != new:
+        ns = Path(str(new).rstrip("/")).name
+        raise ResultsError(
+            f"{path}: holds a result of model '{old}'; refusing to overwrite it with one of '{new}'. "
+            f"Run the second model in a namespace of its own, e.g. LORASOUPS_NAMESPACE={ns} "
+            f"(results then go to results/<profile>/{ns}/)")
 
 
 def read_result(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, Any]:

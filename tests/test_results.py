@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import pytest
+
 from lorasoups import paths, results
 
 
@@ -77,3 +79,15 @@ def test_read_result_refuses_a_hand_edited_file_naming_file_and_field(tmp_path):
     with pytest.raises(results.ResultsError, match="result file not found"):
         results.read_result(tmp_path / "absent.json")
     assert analysis.ResultsError is results.ResultsError  # one error type for stages and analysis
+
+
+def test_a_result_of_one_model_is_never_overwritten_by_another_models(tmp_path):
+    write_result, ResultsError = results.write_result, results.ResultsError
+    """Result paths do not name the base model: a second model must run in its own namespace."""
+    p = tmp_path / "train" / "skill1--s0.json"
+    write_result(p, config={"a": 1}, metrics={"x": 1}, model={"name": "smollm2-135m-instruct"})
+    write_result(p, config={"a": 1}, metrics={"x": 2}, model={"name": "smollm2-135m-instruct"})  # a rerun
+    with pytest.raises(ResultsError, match="holds a result of model 'smollm2-135m-instruct'.*"
+                                           "LORASOUPS_NAMESPACE=gemma3-270m-instruct"):
+        write_result(p, config={"a": 1}, metrics={"x": 3}, model={"name": "gemma3-270m-instruct"})
+    assert json.loads(p.read_text())["metrics"] == {"x": 2}
