@@ -42,6 +42,7 @@ from lorasoups.analysis.load import SOLVED_FLAG
 from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
 from lorasoups.evaluation.tasks import evaluate
+from lorasoups.models import model_identity
 from lorasoups.stages.common import trained
 from lorasoups.stages.config import EvalConfig, GateConfig
 from lorasoups.stages.evaluate import STOPS, TASK_OF_KIND, evaluate_setting, load_model
@@ -218,7 +219,7 @@ def run_gate(cfg: dict[str, Any], setting: str, seed: int) -> dict[str, Any]:
     path = results.result_path(f"gate/{setting}", "gate", f"s{seed}", profile=profile)
     results.write_result(path, config={"run": {"setting": setting, "seed": seed, "profile": profile},
                                        "gate": to_dict(gate), "evaluation": to_dict(ev)},
-                         metrics=metrics, model={"base": model})
+                         metrics=metrics, model=model_identity(model))
     print(f"[gate {setting}] seed {seed}: {'PASSED' if metrics['passed'] else 'FAILED'} -> {path}", flush=True)
     return metrics
 
