@@ -52,7 +52,7 @@ STUDY_CONFIG ?=
 STUDY_ARGS = --profile cpu $(if $(STUDY_CONFIG),--config $(STUDY_CONFIG))
 gate: $(STAMP)
 	$(PY) -m lorasoups.pipeline run $(STUDY_ARGS) --stage prepare_data --stage train_skills --stage train_datamix
-	$(PY) -m lorasoups.stages.gate $(STUDY_ARGS)
+	$(PY) -m lorasoups.stages.gate $(STUDY_ARGS) $(GATE_ARGS)
 
 # A setting that fails the gate is still run (its verdicts read "inconclusive"); the gate's JSON says why.
 study: $(STAMP)

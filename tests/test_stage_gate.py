@@ -145,3 +145,16 @@ def test_oracle_gate_scores_base_and_oracle_as_stage_08_results(env, tiny):
     rec = json.loads((paths.results_dir("smoke") / "eval" / "prompt_robustness" /
                       "base--count_format3-s0.json").read_text())
     assert rec["config"]["generation"]["max_new_tokens"] == 3  # the task kind's own cap
+
+
+def test_a_skills_only_gate_leaves_the_verdict_open_unless_a_skill_failed(env, monkeypatch):
+    """``--skills-only`` never passes a setting (its oracle is unseen), but a failed skill fails it;
+    the oracle gate is not run at all."""
+    cfg = pipeline.resolve("smoke")
+    cfg["model"] = dataclasses.replace(cfg["model"], name="tiny-random-llama")
+    monkeypatch.setattr(gate, "oracle_gate", lambda *a, **k: pytest.fail("the oracle gate ran"))
+    for skill_passes, expected in ((True, None), (False, False)):
+        rows = [{"label": "skill1", "passed": True}, {"label": "skill2", "passed": skill_passes}]
+        monkeypatch.setattr(gate, "skill_gate", lambda *a, rows=rows, **k: rows)
+        out = gate.run_gate(cfg, "math_code", 0, skills_only=True)
+        assert out["passed"] is expected and out["oracle"] == [] and "--skills-only" in out["oracle_absent"]
