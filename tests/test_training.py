@@ -337,7 +337,10 @@ def test_paper_defaults_map_onto_trl_sftconfig(tmp_path):
     assert getattr(args.optim, "value", args.optim) == "adamw_torch"
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 4)
     assert args.max_grad_norm == 0.3 and args.report_to in ([], "none", ["none"])
-    assert args.bf16 is (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    from lorasoups.training.sft import cpu_has_fast_bf16
+
+    # auto: bf16 on a GPU that has it; on CPU where the CPU multiplies bf16 in hardware
+    assert args.bf16 is (torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_fast_bf16())
     assert args.packing is False and args.completion_only_loss is None
     cfg = SftConfig()
     assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout) == (32, 64.0, 0.05)
