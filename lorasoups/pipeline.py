@@ -259,14 +259,14 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
 
     model = short_name(params.get("model", ""))
     res = paths.results_dir(params["profile"])
+    datamix = ["datamix"] if "concat" in params.get("datamix", ["concat"]) else []
     out = []
     for template in stage.outputs:
         for setting in params.get("settings", [None]) if "{setting}" in template else [None]:
             st = get_setting(setting) if setting else None
             for seed in params.get("seeds", [None]) if "{seed}" in template else [None]:
                 for skill in st.labels if st and "{skill}" in template else [None]:
-                    for dm in (["datamix"] if "concat" in params.get("datamix", ["concat"]) else []) \
-                            if "{datamix}" in template else [None]:
+                    for dm in datamix if "{datamix}" in template else [None]:
                         out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
                                                         first_target=st.targets[0] if st else None, skill=skill,
                                                         datamix=dm)))

@@ -73,10 +73,15 @@ def paired_ci(a: Sequence[float], b: Sequence[float], rounds: int = BOOTSTRAP, s
     return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5))}
 
 
+def majority_answer(golds: Sequence[Any]) -> str:
+    """The most frequent gold answer (as text): what a trivial model that always gives it scores."""
+    return Counter(str(g).strip() for g in golds).most_common(1)[0][0]
+
+
 def floor_of(golds: Sequence[Any], base_scores: Sequence[float]) -> tuple[str, list[float]]:
     """The floor a model must beat: the base model or the majority answer, whichever scores higher
     on these items, as (name, per-example scores)."""
-    majority, _ = Counter(str(g).strip() for g in golds).most_common(1)[0]
+    majority = majority_answer(golds)
     maj = [float(str(g).strip() == majority) for g in golds]
     if sum(maj) > sum(base_scores):
         return f"majority answer {majority!r}", maj
@@ -162,7 +167,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
                        **accuracy_verdict(scores[label], fname, floor))
             if answers:  # a model can score the floor by always giving the majority answer: say how often it did
-                majority = Counter(str(g).strip() for g in ds[gold_col]).most_common(1)[0][0]
+                majority = majority_answer(ds[gold_col])
                 row["majority_answer"] = majority
                 row["majority_share"] = {who: float(np.mean([a == majority for a in ans]))
                                          for who, ans in answers.items()}

@@ -206,9 +206,9 @@ def compact_lm_head_on_cpu() -> None:
     compilers such as Neuron's), then masks. On CPU eager nothing recompiles, and the waste is
     most of the step on completion-only data: the counting records carry ~8 labelled tokens of
     ~90, so the 49k-vocabulary projection and its backward ran on ~11x the positions needed
-    (``benchmarks/bench_train_cpu.py``, row ``compact_head``). The per-position log-probabilities
+    (``benchmarks/bench_train_cpu.py``, rows ``*_compact``). The per-position log-probabilities
     are the same either way (the tiles run over the vocabulary, row by row). TRL chooses through
-    the one name below; if a TRL release renames it this fails loudly (tests/test_sft_speed.py).
+    the one name below; if a TRL release renames it this fails loudly (tests/test_training.py).
     """
     import trl.trainer.utils as trl_utils
 
