@@ -453,3 +453,19 @@ def test_the_compact_lm_head_on_cpu_gives_the_full_logits_loss_and_gradients(tin
     torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-4)
+
+
+def test_a_launch_precision_that_disagrees_with_the_run_is_refused(tmp_path, monkeypatch):
+    """transformers takes a launch config's mixed_precision unless the run turns bf16/fp16 on, so an
+    fp32 run under a bf16 launch would train in bf16 while its run key says fp32."""
+    from lorasoups.training.runs import RunError, check_launch_precision
+    from lorasoups.training.sft import SftConfig, trl_args
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    args = trl_args(SftConfig(precision="fp32", max_steps=1), tmp_path)
+    assert args.mixed_precision == "bf16"  # what transformers would train in
+    with pytest.raises(RunError, match="mixed_precision: bf16, but the run's precision resolves to fp32"):
+        check_launch_precision(args)
+    check_launch_precision(trl_args(SftConfig(precision="bf16", max_steps=1), tmp_path))  # they agree
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    check_launch_precision(trl_args(SftConfig(precision="fp32", max_steps=1), tmp_path))  # a plain process

@@ -39,6 +39,7 @@ DRIVER = textwrap.dedent('''
     base, out = sys.argv[1], sys.argv[2]
     ds = Dataset.from_list([{"prompt": f"Q{i}: what is {i} times 7?\\n", "completion": f"{i * 7}"} for i in range(16)])
     cfg = SftConfig(r=4, lora_alpha=8, lora_dropout=float(os.environ.get("DROPOUT", "0.1")),
+                    precision=os.environ.get("PRECISION", "fp32"),
                     max_steps=int(os.environ.get("MAX_STEPS", "8")),
                     per_device_train_batch_size=int(os.environ.get("BATCH", "2")), gradient_accumulation_steps=2,
                     warmup_steps=2,
@@ -111,7 +112,7 @@ CAT_DRIVER = textwrap.dedent('''
 
     base, out, a, b = sys.argv[1:5]
     rows = [{"prompt": f"Item {i}: name a word.\\nAnswer:", "completion": " apple apple"} for i in range(10, 42)]
-    cfg = SoupTrainConfig(learning_rate=5e-2, max_steps=int(os.environ.get("MAX_STEPS", "5")),
+    cfg = SoupTrainConfig(learning_rate=5e-2, precision=os.environ.get("PRECISION", "fp32"), max_steps=int(os.environ.get("MAX_STEPS", "5")),
                           per_device_train_batch_size=int(os.environ["BATCH"]), gradient_accumulation_steps=1,
                           eval_points=5, max_length=32, logging_steps=1, trainer=json.loads(os.environ.get("TRAINER", "{}")))
     res = train_soup(os.environ.get("METHOD", "cat"), base, [a, b], Dataset.from_list(rows[:24]),
@@ -203,6 +204,20 @@ def test_fsdp_on_cpu_is_refused_not_run_as_something_else(tiny_dir, tmp_path):
     done = _launch("fsdp", script, [str(tiny_dir), str(tmp_path)], tmp_path / "runs", MAX_STEPS="2")
     assert done.returncode != 0
     assert "the launch asked for FSDP but accelerate set up MULTI_CPU (its FSDP needs a GPU)" in done.stderr
+    assert not list(tmp_path.glob("rank*.safetensors")) and not list((tmp_path / "runs").glob("training/*/adapter"))
+
+
+@pytest.mark.slow
+def test_launch_whose_mixed_precision_disagrees_with_the_run_is_refused(tiny_dir, tmp_path):
+    """ddp_cpu.yaml says mixed_precision 'no'; a bf16 run under it (what precision auto is on a CPU
+    with bf16 hardware) used to train in bf16 anyway and, under DeepSpeed, save bf16 weights (CI)."""
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    done = _launch("ddp_cpu", script, [str(tiny_dir), str(tmp_path)], tmp_path / "runs", MAX_STEPS="2",
+                   PRECISION="bf16")
+    assert done.returncode != 0
+    assert "the accelerate launch config says mixed_precision: no, but the run's precision resolves to bf16" \
+        in done.stderr, done.stderr[-3000:]
     assert not list(tmp_path.glob("rank*.safetensors")) and not list((tmp_path / "runs").glob("training/*/adapter"))
 
 

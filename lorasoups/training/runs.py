@@ -105,6 +105,25 @@ def check_launch(trainer: Any) -> None:
                            f"({'its FSDP needs a GPU' if want == DistributedType.FSDP else 'not available here'}). {hint}")
     if world > 1 and kind == DistributedType.NO:
         raise RunError(f"launched as {world} processes, but accelerate runs each one alone (distributed type NO). {hint}")
+    check_launch_precision(trainer.args)
+
+
+def check_launch_precision(args: Any) -> None:
+    """Refuse a launch whose config's ``mixed_precision`` disagrees with the run's precision.
+
+    transformers (5.24) reads ``ACCELERATE_MIXED_PRECISION`` and lets bf16/fp16 flags override it
+    only when they are on, so an fp32 run under a bf16 launch config trains in bf16, and a bf16 run
+    (``precision: auto`` on a CPU with bf16 hardware) under the CPU configs' ``'no'`` trains in bf16
+    too; under DeepSpeed that also casts the LoRA weights to bf16. Either way the run's key would
+    name a precision it did not train in. A plain process sets no launch precision."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    asked = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+    if launched is not None and launched != asked:
+        raise RunError(f"the accelerate launch config says mixed_precision: {launched}, but the run's precision "
+                       f"resolves to {asked if asked != 'no' else 'fp32'} (precision: auto picks bf16 on a CPU with bf16 "
+                       f"hardware and on GPUs that have it); transformers would train in {args.mixed_precision}. "
+                       f"Set the run's precision (sft.precision / cat.precision) or the config's mixed_precision "
+                       f"so that they agree")
 
 
 @dataclass
