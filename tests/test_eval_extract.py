@@ -112,6 +112,11 @@ def test_save_evaluation_writes_result_and_examples(tmp_path):
     assert rec["metrics"] == {"exec_accuracy": 0.5} and rec["n_examples"] == 2
     assert examples_path(out).name == "base--default.examples.jsonl" == rec["examples_file"]
     assert read_jsonl(examples_path(out)) == rows
+    # a row's prompt is committed as its SHA-256 prefix (hashlib here is the independent reference)
+    import hashlib
+    prompt = "Q: 2 + 2?\n# solution in Python:\n"
+    save_evaluation(out, config={"task": "gsm_hard"}, metrics={}, examples=[{**rows[0], "prompt": prompt}])
+    assert read_jsonl(examples_path(out)) == [{**rows[0], "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16]}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"a": 1}\n{oops\n')
     with pytest.raises(ValueError, match="bad.jsonl:2"):

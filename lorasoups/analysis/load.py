@@ -25,6 +25,9 @@ REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
 #: per-example correctness flag of each task kind, in the ``.examples.jsonl`` rows (QA rows carry
 #: graded scores, exact_match / f1 / contains, so a caller names the one it wants).
 SOLVED_FLAG: dict[str, str] = {"gsm_hard": "exec_correct", "prompt_format": "correct"}
+#: per-example score column of each task kind: the solved flags, token F1 for QA (the gate and the
+#: verdicts compare models item by item on it).
+SCORE_COLUMN: dict[str, str] = {**SOLVED_FLAG, "qa": "f1"}
 #: fields of an ELO result's metrics (``EloResult.to_dict()``).
 ELO_METRICS = ("median", "ci_low", "ci_high")
 
@@ -123,15 +126,16 @@ def eval_records(profile: str, setting: str, target: str | None = None,
     return out
 
 
-def solved(record: dict[str, Any], flag: str | None = None) -> dict[int, bool]:
-    """Per-example solved flags of an eval record, keyed by ``index``, from its ``.examples.jsonl``."""
-    flag = flag or SOLVED_FLAG.get(record["task"])
-    if flag is None:
-        raise ResultsError(f"{record['path']}: task '{record['task']}' has no solved flag; pass flag=")
+def per_example(record: dict[str, Any], column: str | None = None) -> dict[int, float]:
+    """Per-example scores of an eval record, keyed by ``index``, from its ``.examples.jsonl``:
+    ``column`` (default: the task's :data:`SCORE_COLUMN`) as a float."""
+    column = column or SCORE_COLUMN.get(record["task"])
+    if column is None:
+        raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
     path = examples_path(record["path"])
     if not path.is_file():
         raise ResultsError(f"{path}: per-example results not found (written beside {record['path'].name})")
-    out: dict[int, bool] = {}
+    out: dict[int, float] = {}
     with open(path) as fh:
         for i, line in enumerate(fh, 1):
             if not line.strip():
@@ -140,15 +144,26 @@ def solved(record: dict[str, Any], flag: str | None = None) -> dict[int, bool]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ResultsError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
-            for key in ("index", flag):
+            for key in ("index", column):
                 if key not in row:
                     raise ResultsError(f"{path}:{i}: missing field '{key}'")
             if row["index"] in out:
                 raise ResultsError(f"{path}:{i}: index {row['index']} appears twice")
-            out[row["index"]] = bool(row[flag])
+            value = row[column]
+            if not isinstance(value, bool | int | float):
+                raise ResultsError(f"{path}:{i}: field '{column}' is {value!r}, not a number")
+            out[row["index"]] = float(value)
     if len(out) != record["n"]:
         raise ResultsError(f"{path}: {len(out)} examples but {record['path'].name} says n={record['n']}")
     return out
+
+
+def solved(record: dict[str, Any], flag: str | None = None) -> dict[int, bool]:
+    """Per-example solved flags of an eval record, keyed by ``index``, from its ``.examples.jsonl``."""
+    flag = flag or SOLVED_FLAG.get(record["task"])
+    if flag is None:
+        raise ResultsError(f"{record['path']}: task '{record['task']}' has no solved flag; pass flag=")
+    return {i: bool(v) for i, v in per_example(record, flag).items()}
 
 
 def elo_record(path: str | Path) -> dict[str, Any]:
@@ -247,6 +262,6 @@ def partial_seeds(records: list[dict[str, Any]], seeds: list[int]) -> list[str]:
 
 __all__ = [
     "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records",
-    "examples_path", "gather", "missing", "model_name", "partial_seeds", "read_json", "resolve_seeds", "root",
+    "examples_path", "gather", "missing", "model_name", "partial_seeds", "per_example", "read_json", "resolve_seeds", "root",
     "seeds_found", "solved", "train_path", "train_record",
 ]

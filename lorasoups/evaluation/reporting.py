@@ -1,6 +1,7 @@
 """One result JSON per (model, task) through the results spine, per-example outputs beside it."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +44,20 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def prompt_digest(prompt: str) -> str:
+    """The first 16 hex digits of the prompt's SHA-256: what a committed example row keeps of it."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+def compact_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Example rows without their prompt text, which holds most of a row's bytes (an 8-shot PAL
+    prompt is ~4.7 kB of a ~5.8 kB GSM-Hard row; the CPU study's rows would be ~100 MB with them).
+    The prompt is rebuilt from the result's dataset identity and the row's ``index``; the row keeps
+    ``prompt_sha256`` so a rebuilt prompt can be checked against the one that was scored."""
+    return [{**{k: v for k, v in r.items() if k != "prompt"}, "prompt_sha256": prompt_digest(r["prompt"])}
+            if isinstance(r.get("prompt"), str) else dict(r) for r in rows]
+
+
 def save_evaluation(
     path: str | Path,
     *,
@@ -54,12 +69,13 @@ def save_evaluation(
     datasets: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the per-example JSONL, then the result JSON that names it; returns the JSON path."""
-    ex_path = write_jsonl(examples_path(path), examples)
+    """Write the per-example JSONL (prompts as digests, :func:`compact_rows`), then the result JSON
+    that names it; returns the JSON path."""
+    ex_path = write_jsonl(examples_path(path), compact_rows(examples))
     return write_result(
         path, config=config, metrics=metrics, timings=timings, model=model, datasets=datasets,
         extra={"examples_file": ex_path.name, "n_examples": len(examples), **(extra or {})},
     )
 
 
-__all__ = ["examples_path", "read_jsonl", "save_evaluation", "write_jsonl"]
+__all__ = ["compact_rows", "examples_path", "prompt_digest", "read_jsonl", "save_evaluation", "write_jsonl"]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from lorasoups import paths, results
-from lorasoups.analysis.load import SOLVED_FLAG
+from lorasoups.analysis.load import SCORE_COLUMN as _CORRECT
 from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
 from lorasoups.evaluation.tasks import evaluate
@@ -59,8 +59,6 @@ RULES = {
                   "(base - LoRA) > 0",
     "oracle": f"every target: metric >= floor + {ACC_MARGIN} and paired bootstrap 95% CI of (oracle - floor) > 0",
 }
-#: per-example score column of each task kind's examples rows: the analysis' solved flags, F1 for QA
-_CORRECT = {**SOLVED_FLAG, "qa": "f1"}
 
 
 def paired_ci(a: Sequence[float], b: Sequence[float], rounds: int = BOOTSTRAP, seed: int = 0) -> dict[str, float]:

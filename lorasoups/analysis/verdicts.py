@@ -1,0 +1,261 @@
+"""A verdict per claim of the paper: holds / does not hold / inconclusive, with the test used.
+
+The rules are fixed here before the CPU study scored its first merge, and are not tuned afterwards:
+
+* **One comparison** (method A beats method B on a setting's targets): the per-example score
+  difference A - B (execution / exact-count correctness as 0/1, token F1 for QA), paired on the
+  same items of every target of the setting, averaged over the seeds both methods have. Its 95 %
+  interval is a percentile bootstrap over items (:data:`BOOTSTRAP` resamples; an item keeps all its
+  seeds, so the interval covers example noise, and the per-seed means are reported beside it for
+  the training noise).
+
+  - *holds*: the interval lies above 0 **and** A - B > 0 in every seed;
+  - *does not hold*: the interval's upper end is at most 0 (no advantage at all is within it);
+  - *inconclusive*: anything else, a setting that failed (or has not run) the informativeness gate
+    (its numbers are still shown), or a method without results (then "not run").
+
+* **A claim on a setting** is the conjunction of its comparisons: it holds when every comparison
+  holds, does not hold when any comparison does not hold, else it is inconclusive.
+
+* **Super-linearity** (Table 1) is one comparison of a per-example quantity:
+  (CAT - base) - ((skill1 - base) + (skill2 - base)) = CAT - skill1 - skill2 + base, on the same
+  rule (above 0: CAT's gain exceeds the sum of the skills' gains).
+
+    python -m lorasoups.analysis.verdicts --profile cpu      # prints the table, writes verdicts.md
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lorasoups.analysis import load
+from lorasoups.analysis.methods import display_name
+from lorasoups.analysis.outcome import Outcome
+from lorasoups.analysis.save import save_table
+from lorasoups.analysis.stats import seeds_text
+
+BOOTSTRAP = 2000
+HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
+#: settings in the order of the paper's sections; prompt robustness is the Figure 10 family
+SETTINGS = ("math_code", "qabot", "reading_comprehension", "prompt_robustness", "prompt_robustness_1_4",
+            "prompt_robustness_2_4")
+ROBUSTNESS = ("prompt_robustness", "prompt_robustness_1_4", "prompt_robustness_2_4")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims: a name, its text, and the comparisons that make it up.
+
+    A comparison is ``(terms, against)``: ``terms`` is ``{label: coefficient}`` for the per-example
+    quantity (``{"cat": 1}``, or the super-linearity sum), ``against`` the label it is set against
+    (0 for none)."""
+
+    key: str
+    text: str
+    comparisons: tuple[tuple[str, dict[str, int]], ...]
+    settings: tuple[str, ...] = SETTINGS
+
+
+def _vs(a: str, b: str) -> tuple[str, dict[str, int]]:
+    return f"{display_name(a)} - {display_name(b)}", {a: 1, b: -1}
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("1", "CAT beats DATA-MIX", (_vs("cat", "datamix"),)),
+    Claim("2", "CAT beats TIES, DARE, LoraHub and MoE",
+          tuple(_vs("cat", b) for b in ("ties", "dare", "lorahub", "moe"))),
+    Claim("3", "CAT's gain over the base is super-linear (Table 1)",
+          (("(CAT - base) - (skill1 - base) - (skill2 - base)", {"cat": 1, "skill1": -1, "skill2": -1, "base": 1}),)),
+    Claim("4a", "learned CAT beats static CAT (Figure 9, default recipe)", (_vs("cat", "cat_static"),)),
+    Claim("4b", "learned CAT beats static CAT (Figure 9, the paper's recipe)", (_vs("cat_paper", "cat_static"),)),
+    Claim("5", "merging gives robustness to unseen prompt formats: CAT beats each format's LoRA (Figure 10)",
+          (_vs("cat", "skill1"), _vs("cat", "skill2")), ROBUSTNESS),
+    Claim("6a", "control: CAT beats CAT with a random LoRA in place of a skill", (_vs("cat", "cat_random"),)),
+    Claim("6b", "control: CAT beats a LoRA trained on CAT's data alone", (_vs("cat", "cat_data_lora"),)),
+    Claim("6c", "control: learned CAT beats random alpha", (_vs("cat", "random_alpha"),)),
+)
+
+
+def paired_verdict(per_seed: dict[int, dict[Any, float]], rounds: int = BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+    """The rule of the module docstring on per-item differences ``per_seed[seed][item]``.
+
+    Items are those every seed has (a ValueError names the seeds whose items differ)."""
+    seeds = sorted(per_seed)
+    if not seeds:
+        raise ValueError("paired_verdict: no seeds")
+    items = sorted(per_seed[seeds[0]], key=str)
+    for s in seeds[1:]:
+        if set(per_seed[s]) != set(items):
+            raise ValueError(f"paired_verdict: seed {s} covers other items than seed {seeds[0]}")
+    if not items:
+        raise ValueError("paired_verdict: no items")
+    d = np.array([[per_seed[s][i] for i in items] for s in seeds], dtype=float)  # seeds x items
+    by_item = d.mean(axis=0)
+    idx = np.random.default_rng(seed).integers(0, by_item.size, size=(rounds, by_item.size))
+    boots = by_item[idx].mean(axis=1)
+    lo, hi = float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    seed_means = {s: float(d[k].mean()) for k, s in enumerate(seeds)}
+    if lo > 0 and all(v > 0 for v in seed_means.values()):
+        verdict = HOLDS
+    elif hi <= 0:
+        verdict = FAILS
+    else:
+        verdict = INCONCLUSIVE
+    return {"diff": float(by_item.mean()), "lo": lo, "hi": hi, "per_seed": seed_means, "n_items": len(items),
+            "verdict": verdict}
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """A claim on a setting from its comparisons' verdicts (see the module docstring)."""
+    if not verdicts or NOT_RUN in verdicts:
+        return NOT_RUN
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if FAILS in verdicts:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def item_scores(profile: str, setting: str, label: str, seed: int) -> dict[Any, float] | None:
+    """Per-item scores of ``label`` over every target of ``setting`` (items keyed ``(target, index)``),
+    or None when a target's result is absent."""
+    from lorasoups.data.registry import get_setting
+
+    out: dict[Any, float] = {}
+    for target in get_setting(setting).targets:
+        path = load.eval_path(profile, setting, label, target, seed)
+        if not path.is_file():
+            return None
+        rec = load.eval_record(path)
+        out.update({(target, i): v for i, v in load.per_example(rec).items()})
+    return out
+
+
+def gate_status(profile: str, setting: str, seeds: Sequence[int]) -> tuple[bool, str]:
+    """(passed for every seed, why not): the gate results of ``results/<profile>/gate/<setting>/``."""
+    why = []
+    for s in seeds:
+        path = load.root(profile) / "gate" / setting / f"gate--s{s}.json"
+        if not path.is_file():
+            why.append(f"s{s}: gate not run")
+            continue
+        passed = load.read_json(path).get("metrics", {}).get("passed")
+        if passed is not True:
+            why.append(f"s{s}: gate {'failed' if passed is False else 'undecided'}")
+    return not why, "; ".join(why)
+
+
+def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int],
+                  gate: tuple[bool, str] | None = None) -> dict[str, Any]:
+    """Every comparison of ``claim`` on ``setting`` and the claim's verdict there."""
+    gate_ok, gate_why = gate if gate is not None else gate_status(profile, setting, seeds)
+    cache: dict[tuple[str, int], dict[Any, float] | None] = {}
+    rows = []
+    for name, terms in claim.comparisons:
+        per_seed: dict[int, dict[Any, float]] = {}
+        absent = []
+        for s in seeds:
+            parts = {}
+            for label in terms:
+                if (label, s) not in cache:
+                    cache[label, s] = item_scores(profile, setting, label, s)
+                if cache[label, s] is None:
+                    absent.append(f"{label} s{s}")
+                else:
+                    parts[label] = cache[label, s]
+            if len(parts) == len(terms):
+                items = set.intersection(*(set(p) for p in parts.values()))
+                if any(set(p) != items for p in parts.values()):
+                    raise load.ResultsError(f"{setting} seed {s}: {', '.join(terms)} were scored on different items")
+                per_seed[s] = {i: sum(c * parts[lb][i] for lb, c in terms.items()) for i in items}
+        row: dict[str, Any] = {"comparison": name}
+        if absent:
+            row.update(verdict=NOT_RUN, absent=absent)
+        else:
+            row.update(paired_verdict(per_seed))
+            if not gate_ok:
+                row["measured"] = row["verdict"]
+                row["verdict"] = INCONCLUSIVE
+        rows.append(row)
+    verdict = combine([r["verdict"] for r in rows])
+    return {"claim": claim.key, "setting": setting, "seeds": list(seeds), "comparisons": rows, "verdict": verdict,
+            "gate": "passed" if gate_ok else gate_why}
+
+
+def _fmt_row(r: dict[str, Any]) -> str:
+    if r["verdict"] == NOT_RUN:
+        return f"not run (no {', '.join(r['absent'][:3])}{'...' if len(r['absent']) > 3 else ''})"
+    seeds = ", ".join(f"{v:+.3f}" for v in r["per_seed"].values())
+    measured = f"; measured: {r['measured']}" if "measured" in r else ""
+    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (seeds {seeds}; {r['n_items']} items){measured}"
+
+
+def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str) -> str:
+    """The markdown the README's results section quotes."""
+    lines = [f"**Verdicts per claim** (profile {profile}; {seeds_note}; difference of per-item scores, "
+             "mean over seeds [95 % bootstrap interval over items]; rules in `lorasoups/analysis/verdicts.py`)",
+             "", "| claim | setting | gate | comparison: difference [95 % CI] | verdict |", "|---|---|---|---|---|"]
+    text = {c.key: c.text for c in CLAIMS}
+    for res in results:
+        for i, r in enumerate(res["comparisons"]):
+            first = i == 0
+            lines.append(f"| {res['claim'] + ' ' + text[res['claim']] if first else ''} | "
+                         f"{res['setting'] if first else ''} | {res['gate'] if first else ''} | "
+                         f"{r['comparison']}: {_fmt_row(r)} | {res['verdict'] if first else r['verdict']} |")
+    lines += ["", "Per claim, over settings:"]
+    for c in CLAIMS:
+        by: dict[str, list[str]] = {}
+        for res in results:
+            if res["claim"] == c.key:
+                by.setdefault(res["verdict"], []).append(res["setting"])
+        lines.append(f"- {c.key} {c.text}: " + ("; ".join(f"{v}: {', '.join(s)}" for v, s in by.items()) or "-"))
+    return "\n".join(lines)
+
+
+def make_verdicts(profile: str, seeds: list[int] | None = None) -> Outcome:
+    """Every claim on every setting with eval results; ``verdicts.md`` in ``figures_dir(profile)``."""
+    out = Outcome("verdicts", "a verdict per claim of the paper", profile)
+    results, used = [], set()
+    for setting in SETTINGS:
+        found = load.seeds_found(profile, setting)
+        if not found:
+            out.notes.append(f"{setting}: no eval results")
+            continue
+        s_seeds = sorted(set(seeds) & set(found)) if seeds else found
+        used.update(s_seeds)
+        gate = gate_status(profile, setting, s_seeds)
+        for claim in CLAIMS:
+            if setting in claim.settings:
+                results.append(judge_setting(profile, setting, claim, s_seeds, gate))
+    if not results:
+        out.missing = [load.root(profile) / "eval"]
+        return out
+    out.table = verdicts_table(results, profile, seeds_text(used))
+    out.numbers = {f"{r['claim']}/{r['setting']}": r["verdict"] for r in results}
+    out.files = [save_table(out.table, out.name, profile)]
+    return out
+
+
+__all__ = ["CLAIMS", "Claim", "combine", "gate_status", "judge_setting", "make_verdicts", "paired_verdict",
+           "verdicts_table"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lorasoups.analysis.verdicts", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--seed", type=int, action="append", help="only these seeds (default: every seed found)")
+    args = ap.parse_args(argv)
+    out = make_verdicts(args.profile, args.seed)
+    print(out.table or f"no eval results under {load.root(args.profile) / 'eval'}")
+    for f in out.files:
+        print(f"wrote {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
