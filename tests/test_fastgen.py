@@ -134,6 +134,31 @@ def test_peft_model_and_cat_soup(model_tok, tmp_path):
             assert fastgen.generate(net, tok, PROMPTS, cfg, progress=False) == refs
 
 
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_shared_prefix_runs_once_and_changes_nothing(model_tok, batch_size):
+    """Prompts that start with the same demonstrations (as a target's prompts do): the common token
+    prefix is prefilled once per batch, and every row's text equals the one-at-a-time reference."""
+    model, tok = model_tok
+    demo = LONG[: len(LONG) // 3]
+    prompts = [demo + q for q in ("Hi", "2 + 2 =", "Count the words with q, please.", "x", "Why?")]
+    eos = set(fastgen.eos_ids(model, tok, fastgen.FastGenConfig()))
+    refs = [reference(model, tok, p, N, eos, []) for p in prompts]
+    gen = fastgen.FastGenerator(model, tok, fastgen.FastGenConfig(max_new_tokens=N, batch_size=batch_size))
+    assert gen.generate(prompts, progress=False) == refs
+    shared = gen.stats.shared_prefix_tokens
+    common = fastgen.common_prefix_len([tok(p)["input_ids"] for p in prompts])
+    assert common > 50 and shared[0] >= common - 1 and len(shared) == gen.stats.batches
+    off = fastgen.FastGenerator(model, tok, fastgen.FastGenConfig(max_new_tokens=N, batch_size=batch_size,
+                                                                   share_prefix=False))
+    assert off.generate(prompts, progress=False) == refs and set(off.stats.shared_prefix_tokens) == {0}
+
+
+def test_common_prefix_len():
+    assert fastgen.common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert fastgen.common_prefix_len([[5], [6]]) == 0
+    assert fastgen.common_prefix_len([[1, 2], [1, 2]]) == 2
+
+
 def test_bad_arguments(model_tok):
     model, tok = model_tok
     with pytest.raises(TypeError, match="not one string"):
