@@ -13,7 +13,7 @@ STAMP := $(VENV)/.lorasoups-installed
 PROFILE ?= auto
 PYTEST_ARGS ?=
 
-.PHONY: run test unit nbval lint env clean-runs bench bench-gpu help refresh-notebooks gate study
+.PHONY: run test unit nbval lint env clean-runs bench bench-gpu help refresh-notebooks gate study figures
 
 help:
 	@sed -n '1,8p' Makefile
@@ -58,6 +58,12 @@ gate: $(STAMP)
 study: $(STAMP)
 	$(MAKE) gate || echo "[study] a setting failed the informativeness gate: see results/cpu/gate/"
 	$(PY) -m lorasoups.pipeline run $(STUDY_ARGS)
+
+# The CPU study's figures, tables and verdicts from the committed results/cpu/ JSON alone (README
+# "Results (CPU study)"): the analysis notebooks, then the verdict per claim (figures/cpu/verdicts.md).
+figures: $(STAMP)
+	$(PY) -m lorasoups.pipeline run $(STUDY_ARGS) $(foreach a,hard_math_code qabot reading_comprehension prompt_robustness ablations,--stage analysis_$(a))
+	$(PY) -m lorasoups.analysis.verdicts --profile cpu
 
 lint: $(STAMP)
 	$(PY) -m ruff check lorasoups tests benchmarks tools

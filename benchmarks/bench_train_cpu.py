@@ -18,7 +18,9 @@ timed steps. Rows:
 * ``fp32_compact`` / ``bf16_compact``: the LM head projects only labelled positions
   (``lorasoups.training.sft.compact_lm_head_on_cpu``); ``bf16_compact`` is what the pipeline runs
   by default on a CPU with bf16 hardware (``precision: auto``); ``bf16_base_compact`` adds a bf16
-  frozen base (autocast then has no fp32 weight to cast at every call).
+  frozen base (autocast then has no fp32 weight to cast at every call); ``bf16_grouped_compact``
+  is ``bf16_compact`` on length-grouped batches (what ``sft.trainer.train_sampling_strategy:
+  group_by_length`` gives a profile).
 
 ``--dataset``: the records (default ``metamathqa``, long completions; ``count_format1`` is the
 counting skill of the CPU study, ~8 labelled tokens of ~90, where the compact head matters most).
@@ -88,7 +90,8 @@ def run_row(model_name: str, data, cfg, warmup: int, steps: int, batch: int, tok
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"seconds": seconds, "steps": len(times), "tokens": timed_tokens, "tokens_per_s": timed_tokens / seconds,
             "s_per_step": seconds / len(times), "final_loss": losses[-1] if losses else None,
-            "note": "group_by_length reorders batches: its token count is of its own batches" if cfg.trainer else ""}
+            "note": "group_by_length reorders batches: its token count is of its own batches"
+            if "train_sampling_strategy" in cfg.trainer else ""}
 
 
 def main() -> None:
@@ -124,6 +127,8 @@ def main() -> None:
         "fp32_compact": base,
         "bf16_compact": dataclasses.replace(base, precision="bf16"),
         "bf16_base_compact": dataclasses.replace(base, precision="bf16", base_dtype="bfloat16"),
+        "bf16_grouped_compact": dataclasses.replace(
+            base, precision="bf16", trainer={**base.trainer, "train_sampling_strategy": "group_by_length"}),
     }
     rows = []
     for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
