@@ -145,6 +145,14 @@ def test_shared_prefix_runs_once_and_changes_nothing(model_tok, batch_size):
     refs = [reference(model, tok, p, N, eos, []) for p in prompts]
     gen = fastgen.FastGenerator(model, tok, fastgen.FastGenConfig(max_new_tokens=N, batch_size=batch_size))
     assert gen.generate(prompts, progress=False) == refs
+    # rows that stop at different steps (an early EOS, a stop string) are dropped from the shared cache
+    first = tok(refs[0], add_special_tokens=False)["input_ids"]
+    early, stop = {first[2]}, refs[2][4:8]
+    cut = [reference(model, tok, p, N, eos | early, [stop]) for p in prompts]
+    assert cut != refs
+    cfg = fastgen.FastGenConfig(max_new_tokens=N, batch_size=batch_size, eos_token_ids=sorted(eos | early),
+                                stop_strings=[stop], check_every=2, compact_below=0.99)
+    assert fastgen.FastGenerator(model, tok, cfg).generate(prompts, progress=False) == cut
     shared = gen.stats.shared_prefix_tokens
     common = fastgen.common_prefix_len([tok(p)["input_ids"] for p in prompts])
     assert common > 50 and shared[0] >= common - 1 and len(shared) == gen.stats.batches
