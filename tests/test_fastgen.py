@@ -161,6 +161,20 @@ def test_shared_prefix_runs_once_and_changes_nothing(model_tok, batch_size):
     assert off.generate(prompts, progress=False) == refs and set(off.stats.shared_prefix_tokens) == {0}
 
 
+def test_prefix_is_shared_only_under_full_attention():
+    """Sliding-window layers count their window in cache slots: padding after a shared prefix would
+    shorten it, so such models (Gemma 3: sliding and full layers) decode without sharing."""
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    class Stub(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+
+    assert fastgen.full_attention_only(Stub(LlamaConfig(num_hidden_layers=2)))
+    assert not fastgen.full_attention_only(Stub(Gemma3TextConfig(num_hidden_layers=6)))
+
+
 def test_common_prefix_len():
     assert fastgen.common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert fastgen.common_prefix_len([[5], [6]]) == 0

@@ -20,12 +20,13 @@ N = 40
 
 
 def _eval(root: Path, label: str, seed: int, flags: list[int], setting: str = "math_code",
-          target: str = "gsm_hard") -> None:
+          target: str = "gsm_hard", ids: list[str] | None = None) -> None:
     path = root / "eval" / setting / f"{label}--{target}-s{seed}.json"
     run = {"setting": setting, "label": label, "target": target, "task": "gsm_hard", "seed": seed}
     write_result(path, config={"task": "gsm_hard", "run": run},
                  metrics={"n": len(flags), "exec_accuracy": sum(flags) / len(flags)}, model=MODEL)
-    write_jsonl(load.examples_path(path), [{"index": i, "exec_correct": bool(f)} for i, f in enumerate(flags)])
+    rows = [{"index": i, "exec_correct": bool(f), **({"id": ids[i]} if ids else {})} for i, f in enumerate(flags)]
+    write_jsonl(load.examples_path(path), rows)
 
 
 def _gate(root: Path, seed: int, passed: bool | None, setting: str = "math_code") -> None:
@@ -62,6 +63,7 @@ def test_combine():
     assert verdicts.combine(["holds", "inconclusive"]) == "inconclusive"
     assert verdicts.combine(["holds", "does not hold", "inconclusive"]) == "does not hold"
     assert verdicts.combine(["holds", "not run"]) == "not run"
+    assert verdicts.combine(["does not hold", "not run"]) == "does not hold"  # one failure decides
 
 
 def test_claims_on_a_setting(root):
@@ -96,8 +98,30 @@ def test_claims_on_a_setting(root):
     out = verdicts.make_verdicts("cpu")
     text = Path(out.files[0]).read_text()
     assert out.numbers["1/math_code"] == "inconclusive" and out.numbers["3/math_code"] == "inconclusive"
-    assert "CAT (learned) - DATA-MIX: +0.625 [" in text and "2 seeds (0, 1)" in text
+    assert "CAT (learned) - DATA-MIX: +0.625 [" in text and "seeds 0, 1;" in text
     assert "qabot: no eval results" in out.notes
+
+
+def test_partial_seeds_and_items_paired_by_id(root):
+    c = {k.key: k for k in verdicts.CLAIMS}
+    # cat has seeds 0 and 1, datamix only seed 0: the comparison uses seed 0 and says what it lacks
+    _eval(root, "cat", 0, [1] * N)
+    _eval(root, "cat", 1, [1] * N)
+    _eval(root, "datamix", 0, [0] * N)
+    one = verdicts.judge_setting("cpu", "math_code", c["1"], [0, 1], gate=(True, ""))
+    row = one["comparisons"][0]
+    assert one["verdict"] == "holds" and row["per_seed"] == {0: 1.0} and row["absent"] == ["datamix s1"]
+    # rows keyed by dataset id: the base scored one item fewer (a dropped demo), in another order
+    ids = [f"q{i}" for i in range(N)]
+    _eval(root, "cat_static", 0, [int(i % 2 == 0) for i in range(N)], ids=ids)
+    _eval(root, "cat", 0, [int(i % 2 == 0) for i in range(N)], ids=ids)
+    learned = verdicts.judge_setting("cpu", "math_code", c["4a"], [0], gate=(True, ""))
+    assert learned["comparisons"][0]["diff"] == 0.0 and learned["verdict"] == "does not hold"
+    _eval(root, "cat_static", 0, [int(i % 2 == 1) for i in range(N - 1)], ids=list(reversed(ids[1:])))
+    with pytest.raises(load.ResultsError, match="scored on different items"):
+        verdicts.judge_setting("cpu", "math_code", c["4a"], [0], gate=(True, ""))
+    # a --seed that matches no result is a note, not a crash
+    assert "math_code: none of seeds [7] has eval results" in verdicts.make_verdicts("cpu", [7]).notes
 
 
 def test_per_example_refuses_a_non_number(root):
@@ -108,4 +132,8 @@ def test_per_example_refuses_a_non_number(root):
     write_jsonl(path, rows)
     rec = load.eval_record(root / "eval" / "math_code" / "base--gsm_hard-s0.json")
     with pytest.raises(load.ResultsError, match=r"examples.jsonl:2: field 'exec_correct' is 'yes'"):
+        load.per_example(rec)
+    rows[1]["exec_correct"] = float("nan")
+    write_jsonl(path, rows)
+    with pytest.raises(load.ResultsError, match=r"examples.jsonl:2: field 'exec_correct' is nan"):
         load.per_example(rec)

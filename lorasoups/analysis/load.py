@@ -126,9 +126,11 @@ def eval_records(profile: str, setting: str, target: str | None = None,
     return out
 
 
-def per_example(record: dict[str, Any], column: str | None = None) -> dict[int, float]:
-    """Per-example scores of an eval record, keyed by ``index``, from its ``.examples.jsonl``:
-    ``column`` (default: the task's :data:`SCORE_COLUMN`) as a float."""
+def per_example(record: dict[str, Any], column: str | None = None, key: str = "index") -> dict[Any, float]:
+    """Per-example scores of an eval record, keyed by ``key`` (``index``; ``id``: the dataset
+    record's id, which pairs items across models whose scored sets were built apart; ``auto``: the
+    id where the first row carries one, else the index), from its ``.examples.jsonl``: ``column``
+    (default: the task's :data:`SCORE_COLUMN`) as a float."""
     column = column or SCORE_COLUMN.get(record["task"])
     if column is None:
         raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
@@ -144,15 +146,17 @@ def per_example(record: dict[str, Any], column: str | None = None) -> dict[int, 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ResultsError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
-            for key in ("index", column):
-                if key not in row:
-                    raise ResultsError(f"{path}:{i}: missing field '{key}'")
-            if row["index"] in out:
-                raise ResultsError(f"{path}:{i}: index {row['index']} appears twice")
+            if key == "auto":
+                key = "id" if "id" in row else "index"
+            for field_ in (key, column):
+                if field_ not in row:
+                    raise ResultsError(f"{path}:{i}: missing field '{field_}'")
+            if row[key] in out:
+                raise ResultsError(f"{path}:{i}: {key} {row[key]} appears twice")
             value = row[column]
-            if not isinstance(value, bool | int | float):
+            if not isinstance(value, bool | int | float) or value != value:  # NaN != NaN
                 raise ResultsError(f"{path}:{i}: field '{column}' is {value!r}, not a number")
-            out[row["index"]] = float(value)
+            out[row[key]] = float(value)
     if len(out) != record["n"]:
         raise ResultsError(f"{path}: {len(out)} examples but {record['path'].name} says n={record['n']}")
     return out

@@ -36,7 +36,6 @@ from lorasoups.analysis import load
 from lorasoups.analysis.methods import display_name
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_table
-from lorasoups.analysis.stats import seeds_text
 
 BOOTSTRAP = 2000
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
@@ -110,19 +109,21 @@ def paired_verdict(per_seed: dict[int, dict[Any, float]], rounds: int = BOOTSTRA
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """A claim on a setting from its comparisons' verdicts (see the module docstring)."""
+    """A claim on a setting from its comparisons' verdicts (see the module docstring): one
+    comparison that does not hold decides it even where others were not run."""
+    if FAILS in verdicts:
+        return FAILS
     if not verdicts or NOT_RUN in verdicts:
         return NOT_RUN
     if all(v == HOLDS for v in verdicts):
         return HOLDS
-    if FAILS in verdicts:
-        return FAILS
     return INCONCLUSIVE
 
 
 def item_scores(profile: str, setting: str, label: str, seed: int) -> dict[Any, float] | None:
-    """Per-item scores of ``label`` over every target of ``setting`` (items keyed ``(target, index)``),
-    or None when a target's result is absent."""
+    """Per-item scores of ``label`` over every target of ``setting`` (items keyed ``(target, id)``:
+    the dataset record's id where the rows carry it, else the row's index), or None when a
+    target's result is absent."""
     from lorasoups.data.registry import get_setting
 
     out: dict[Any, float] = {}
@@ -131,7 +132,7 @@ def item_scores(profile: str, setting: str, label: str, seed: int) -> dict[Any, 
         if not path.is_file():
             return None
         rec = load.eval_record(path)
-        out.update({(target, i): v for i, v in load.per_example(rec).items()})
+        out.update({(target, i): v for i, v in load.per_example(rec, key="auto").items()})
     return out
 
 
@@ -158,7 +159,7 @@ def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int]
     for name, terms in claim.comparisons:
         per_seed: dict[int, dict[Any, float]] = {}
         absent = []
-        for s in seeds:
+        for s in seeds:  # the seeds every label of the comparison has
             parts = {}
             for label in terms:
                 if (label, s) not in cache:
@@ -173,10 +174,12 @@ def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int]
                     raise load.ResultsError(f"{setting} seed {s}: {', '.join(terms)} were scored on different items")
                 per_seed[s] = {i: sum(c * parts[lb][i] for lb, c in terms.items()) for i in items}
         row: dict[str, Any] = {"comparison": name}
-        if absent:
+        if not per_seed:
             row.update(verdict=NOT_RUN, absent=absent)
         else:
             row.update(paired_verdict(per_seed))
+            if absent:
+                row["absent"] = absent  # seeds left out of this comparison
             if not gate_ok:
                 row["measured"] = row["verdict"]
                 row["verdict"] = INCONCLUSIVE
@@ -189,9 +192,10 @@ def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int]
 def _fmt_row(r: dict[str, Any]) -> str:
     if r["verdict"] == NOT_RUN:
         return f"not run (no {', '.join(r['absent'][:3])}{'...' if len(r['absent']) > 3 else ''})"
-    seeds = ", ".join(f"{v:+.3f}" for v in r["per_seed"].values())
+    seeds = ", ".join(f"s{k} {v:+.3f}" for k, v in r["per_seed"].items())
     measured = f"; measured: {r['measured']}" if "measured" in r else ""
-    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (seeds {seeds}; {r['n_items']} items){measured}"
+    absent = f"; no {', '.join(r['absent'])}" if r.get("absent") else ""
+    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] ({seeds}; {r['n_items']} items{absent}){measured}"
 
 
 def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str) -> str:
@@ -226,6 +230,9 @@ def make_verdicts(profile: str, seeds: list[int] | None = None) -> Outcome:
             out.notes.append(f"{setting}: no eval results")
             continue
         s_seeds = sorted(set(seeds) & set(found)) if seeds else found
+        if not s_seeds:
+            out.notes.append(f"{setting}: none of seeds {seeds} has eval results")
+            continue
         used.update(s_seeds)
         gate = gate_status(profile, setting, s_seeds)
         for claim in CLAIMS:
@@ -234,7 +241,7 @@ def make_verdicts(profile: str, seeds: list[int] | None = None) -> Outcome:
     if not results:
         out.missing = [load.root(profile) / "eval"]
         return out
-    out.table = verdicts_table(results, profile, seeds_text(used))
+    out.table = verdicts_table(results, profile, f"seeds {', '.join(map(str, sorted(used)))}")
     out.numbers = {f"{r['claim']}/{r['setting']}": r["verdict"] for r in results}
     out.files = [save_table(out.table, out.name, profile)]
     return out

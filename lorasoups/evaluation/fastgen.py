@@ -91,7 +91,8 @@ class FastGenConfig:
     """Static cache length is rounded up to this (fewer distinct shapes, fewer recompiles)."""
     share_prefix: bool = True
     """Dynamic cache: run the tokens every prompt of a batch starts with (the few-shot
-    demonstrations of a target's prompts) once, and give every row that KV cache."""
+    demonstrations of a target's prompts) once, and give every row that KV cache (full-attention
+    models only: :func:`full_attention_only`)."""
     min_shared_prefix: int = 16
     """Shortest common prefix (tokens) worth sharing."""
 
@@ -159,6 +160,17 @@ def eos_ids(model: torch.nn.Module, tokenizer, cfg: FastGenConfig) -> list[int]:
     return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
 
 
+def full_attention_only(model: torch.nn.Module) -> bool:
+    """True when every layer attends to the whole sequence. Sliding-window and chunked attention
+    count their window in cache slots, not positions, so padding placed after a shared prefix
+    would shorten a row's window: the prefix is not shared for such models (Gemma 3, say)."""
+    c = _lm(model).config
+    c = c.get_text_config(decoder=True) if hasattr(c, "get_text_config") else c
+    if getattr(c, "sliding_window", None) or getattr(c, "attention_chunk_size", None):
+        return False
+    return all(t == "full_attention" for t in (getattr(c, "layer_types", None) or ["full_attention"]))
+
+
 def common_prefix_len(token_lists: Sequence[Sequence[int]]) -> int:
     """Length of the longest token prefix every list starts with."""
     first = token_lists[0]
@@ -216,6 +228,7 @@ class FastGenerator:
             raise ValueError(f"fastgen: check_every must be >= 1, got {self.config.check_every}")
         self.device = _device_of(model)
         self._cache_kw = _cache_kwarg(model)
+        self._full_attention = full_attention_only(model)
         want_compile = self.config.compile and (self.device.type == "cuda" or self.config.allow_cpu_compile)
         self.compile = bool(want_compile)
         self.static = self.compile if self.config.static_cache is None else bool(self.config.static_cache)
@@ -263,7 +276,7 @@ class FastGenerator:
         pad = self.tokenizer.pad_token_id
         # shared prefix: every row keeps at least one token of its own to prefill
         shared = 0
-        if not self.static and cfg.share_prefix and rows > 1:
+        if not self.static and cfg.share_prefix and rows > 1 and self._full_attention:
             shared = min(common_prefix_len(token_lists), min(len(t) for t in token_lists) - 1)
             if shared < cfg.min_shared_prefix:
                 shared = 0
@@ -274,7 +287,7 @@ class FastGenerator:
             mask[r, shared: shared + lp - len(toks)] = 0  # the padding sits after the shared prefix
         ids, mask = ids.to(self.device), mask.to(self.device)
         real_len = mask[:, :lp].sum(-1)
-        pos = (mask[:, :lp].cumsum(-1) - 1).clamp_(min=0)[:, shared:]  # pads get 0; they are masked anyway
+        pos = (mask[:, :lp].cumsum(-1) - 1).clamp_(min=0)[:, shared:]  # pads: masked, any position
         cache = self._static_cache(rows, width) if self.static else None
         if shared:
             prefix = torch.tensor([token_lists[0][:shared]], dtype=torch.long, device=self.device)
@@ -455,5 +468,5 @@ def generate_auto(
     return generate(model, tokenizer, prompts, FastGenConfig.from_generation(cfg, **overrides), progress=progress)
 
 
-__all__ = ["FastGenConfig", "FastGenerator", "GenStats", "auto_batch_size", "common_prefix_len", "eos_ids", "generate",
-           "generate_auto"]
+__all__ = ["FastGenConfig", "FastGenerator", "GenStats", "auto_batch_size", "common_prefix_len", "eos_ids",
+           "full_attention_only", "generate", "generate_auto"]

@@ -46,7 +46,8 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Generate for ``prompts``, score against ``golds`` with the task's scorer, and (when ``out``
     is given) write ``out`` through :func:`lorasoups.results.write_result` plus
-    ``<out>.examples.jsonl`` with every prompt, generation and score. Returns (metrics, rows)."""
+    ``<out>.examples.jsonl`` with every generation and score (prompts as digests: ``reporting.compact_rows``).
+    Returns (metrics, rows)."""
     if scorer is None:
         if task not in SCORERS:
             raise ValueError(f"unknown task kind '{task}' (known: {', '.join(SCORERS)}){did_you_mean(task, SCORERS)}")

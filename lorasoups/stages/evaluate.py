@@ -97,6 +97,9 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                     with torch.no_grad():
                         metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
                                                  generation=gen, progress=False)
+                    if "id" in ds.column_names:  # pairs items across models whose scored sets were built apart
+                        for row, rid in zip(rows, ds["id"]):
+                            row["id"] = str(rid)
                     if judge is not None and task == "qa" and get_entry(target).setting == "qabot":
                         metrics.update(_judge_qa(judge, ds, rows, cfg))
                     save_evaluation(
