@@ -113,7 +113,10 @@ def test_evaluate_writes_result_and_examples(tiny_model, tmp_path):
                              generation=GenerationConfig(greedy=True, max_new_tokens=5),
                              model_identity={"name": "tiny-random-llama"})
     saved = read_jsonl(examples_path(out))
-    assert [r["prompt"] for r in saved] == PROMPTS
+    # committed rows keep each prompt's SHA-256 prefix, not its text (hashlib: the independent reference)
+    import hashlib
+    assert [r["prompt_sha256"] for r in saved] == [hashlib.sha256(p.encode()).hexdigest()[:16] for p in PROMPTS]
+    assert [r["prompt"] for r in rows] == PROMPTS and all("prompt" not in r for r in saved)
     # metrics recomputed from the saved generations agree with the stored ones
     again, _ = score_qa([r["generation"] for r in saved], golds)
     rec = read_result(out)
