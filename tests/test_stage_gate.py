@@ -14,6 +14,7 @@ from test_stage_merge import TARGETS, _Run
 
 from lorasoups import paths, pipeline
 from lorasoups.data import DataConfig, load
+from lorasoups.results import ResultsError
 from lorasoups.stages import gate
 from lorasoups.stages.common import write_train_result
 from lorasoups.stages.config import EvalConfig, GateConfig
@@ -78,6 +79,16 @@ def test_paired_interval_and_the_accuracy_rule():
     assert gate.accuracy_verdict([1] * 9 + [0], "base", [0] * 10)["passed"]
     small_gap = [1] * 41 + [0] * 59
     assert not gate.accuracy_verdict(small_gap, "base", [1] * 40 + [0] * 60)["passed"]  # +1 point only
+
+
+def test_oracle_rows_pair_with_the_base_by_id():
+    base = [{"id": "a", "correct": 1}, {"id": "b", "correct": 0}]
+    oracle = [{"id": "b", "correct": 1}, {"id": "a", "correct": 0}]
+    assert [r["id"] for r in gate.paired_rows({"base": base, "oracle": oracle}, "x")["oracle"]] == ["a", "b"]
+    with pytest.raises(ResultsError, match="x: base and oracle were scored on different items"):
+        gate.paired_rows({"base": base, "oracle": [{"id": "a"}, {"id": "c"}]}, "x")
+    with pytest.raises(ResultsError, match="base has 2 scored items, the oracle 1"):
+        gate.paired_rows({"base": [{"i": 0}, {"i": 1}], "oracle": [{"i": 0}]}, "x")
 
 
 def test_skill_gate_on_a_text_and_a_scored_setting(env, tiny):

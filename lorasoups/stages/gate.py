@@ -183,6 +183,20 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
     return rows
 
 
+def paired_rows(ex: dict[str, list[dict[str, Any]]], where: str) -> dict[str, list[dict[str, Any]]]:
+    """The oracle's rows in the base's item order: by dataset record id where every row carries one
+    (the base's 8-shot and the oracle's 1-shot sets are built apart), else by position."""
+    base, oracle = ex["base"], ex["oracle"]
+    if all("id" in r for r in base + oracle):
+        by_id = {r["id"]: r for r in oracle}
+        if len(by_id) != len(oracle) or set(by_id) != {r["id"] for r in base}:
+            raise results.ResultsError(f"{where}: base and oracle were scored on different items")
+        return {"base": base, "oracle": [by_id[r["id"]] for r in base]}
+    if len(base) != len(oracle):
+        raise results.ResultsError(f"{where}: base has {len(base)} scored items, the oracle {len(oracle)}")
+    return ex
+
+
 def oracle_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalConfig,
                 profile: str) -> tuple[list[dict[str, Any]], str | None]:
     """One row per target for the oracle, or ``([], why)`` where the setting has no oracle."""
@@ -195,8 +209,8 @@ def oracle_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalC
     rows = []
     for target in get_setting(setting).targets:
         task, _ = TASK_OF_KIND[get_entry(target).kind]
-        ex = {label: read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
-              for label in ("base", "oracle")}
+        ex = paired_rows({label: read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
+                          for label in ("base", "oracle")}, f"{setting}/{target} seed {seed}")
         per = {label: [float(r[_CORRECT[task]]) for r in rows_] for label, rows_ in ex.items()}
         golds = [r["gold"] for r in ex["base"]]
         if task == "qa":
