@@ -81,6 +81,14 @@ def test_paired_interval_and_the_accuracy_rule():
     assert not gate.accuracy_verdict(small_gap, "base", [1] * 40 + [0] * 60)["passed"]  # +1 point only
 
 
+def test_a_corpus_skill_is_gated_in_sample():
+    """A manual's validation text is part of its train text (no held-out text exists): the corpus
+    skill is gated on its train split, an instruction skill on its held-out test split."""
+    val = set(load("dnd_manual", "validation", source="generated")["text"])
+    assert val <= set(load("dnd_manual", "train", source="generated")["text"])
+    assert gate.held_out_split("dnd_manual") == "train" and gate.held_out_split("alpaca") == "test"
+
+
 def test_oracle_rows_pair_with_the_base_by_id():
     base = [{"id": "a", "correct": 1}, {"id": "b", "correct": 0}]
     oracle = [{"id": "b", "correct": 1}, {"id": "a", "correct": 0}]

@@ -128,8 +128,16 @@ def completion_nll(model, tokenizer, records: Sequence[dict[str, Any]], max_leng
     return out
 
 
+def held_out_split(name: str) -> str:
+    """The split a skill is gated on: its held-out ``test`` split. A corpus skill (a manual, a
+    textbook: splits train and validation, the validation text a part of the train text) has no
+    held-out text, and the skill *is* the knowledge of that text, so it is gated in-sample on its
+    ``train`` split (did the LoRA take the text in?); the row says so (``in_sample``)."""
+    return "test" if "test" in get_entry(name).splits else "train"
+
+
 def _skill_sample(name: str, data: DataConfig, size: int):
-    return load(name, "test", source=data.source, seed=data.seed, size=size, mirror=data.mirror)
+    return load(name, held_out_split(name), source=data.source, seed=data.seed, size=size, mirror=data.mirror)
 
 
 def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalConfig, gate: GateConfig,
@@ -159,7 +167,9 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             else:
                 scores[who] = completion_nll(net, tok, list(ds), gate.max_length, gate.batch_size)
             del net
-        row: dict[str, Any] = {"label": label, "skill": name, "n": len(ds), "dataset": identity(ds)}
+        split = held_out_split(name)
+        row: dict[str, Any] = {"label": label, "skill": name, "split": split, "in_sample": split == "train",
+                               "n": len(ds), "dataset": identity(ds)}
         if task is not None:
             fname, floor = floor_of(ds[gold_col], scores["base"])
             row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
