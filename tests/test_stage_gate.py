@@ -95,6 +95,8 @@ def test_oracle_rows_pair_with_the_base_by_id():
     assert [r["id"] for r in gate.paired_rows({"base": base, "oracle": oracle}, "x")["oracle"]] == ["a", "b"]
     with pytest.raises(ResultsError, match="x: base and oracle were scored on different items"):
         gate.paired_rows({"base": base, "oracle": [{"id": "a"}, {"id": "c"}]}, "x")
+    same = [{"id": "x", "correct": 1}, {"id": "x", "correct": 0}]  # repeated ids: by position
+    assert gate.paired_rows({"base": same, "oracle": same[::-1]}, "x")["oracle"] == same[::-1]
     with pytest.raises(ResultsError, match="base has 2 scored items, the oracle 1"):
         gate.paired_rows({"base": [{"i": 0}, {"i": 1}], "oracle": [{"i": 0}]}, "x")
 

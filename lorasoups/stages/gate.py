@@ -194,12 +194,13 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
 
 
 def paired_rows(ex: dict[str, list[dict[str, Any]]], where: str) -> dict[str, list[dict[str, Any]]]:
-    """The oracle's rows in the base's item order: by dataset record id where every row carries one
-    (the base's 8-shot and the oracle's 1-shot sets are built apart), else by position."""
+    """The oracle's rows in the base's item order: by dataset record id where every row carries a
+    unique one (the base's 8-shot and the oracle's 1-shot sets are built apart), else by position."""
     base, oracle = ex["base"], ex["oracle"]
-    if all("id" in r for r in base + oracle):
+    ids_unique = all(len({r.get("id") for r in rows}) == len(rows) for rows in (base, oracle))
+    if ids_unique and all("id" in r for r in base + oracle):  # (the BioASQ mirror file's ids repeat)
         by_id = {r["id"]: r for r in oracle}
-        if len(by_id) != len(oracle) or set(by_id) != {r["id"] for r in base}:
+        if set(by_id) != {r["id"] for r in base}:
             raise results.ResultsError(f"{where}: base and oracle were scored on different items")
         return {"base": base, "oracle": [by_id[r["id"]] for r in base]}
     if len(base) != len(oracle):
