@@ -126,37 +126,46 @@ def eval_records(profile: str, setting: str, target: str | None = None,
     return out
 
 
+def item_keys(rows: list[dict[str, Any]]) -> list[str] | None:
+    """The rows' dataset record ids when every row carries one and no two repeat, else None (then
+    items pair by position; the BioASQ mirror file is one JSON line, so its ids repeat). An id
+    pairs items across models whose scored sets were built apart (8-shot vs 1-shot prompts)."""
+    ids = [r.get("id") for r in rows]
+    return ids if None not in ids and len(set(ids)) == len(ids) else None
+
+
 def per_example(record: dict[str, Any], column: str | None = None, key: str = "index") -> dict[Any, float]:
     """Per-example scores of an eval record, keyed by ``key`` (``index``; ``id``: the dataset
-    record's id, which pairs items across models whose scored sets were built apart; ``auto``: the
-    id where the first row carries one, else the index), from its ``.examples.jsonl``: ``column``
-    (default: the task's :data:`SCORE_COLUMN`) as a float."""
+    record's id; ``auto``: the id where :func:`item_keys` finds unique ones, else the index), from
+    its ``.examples.jsonl``: ``column`` (default: the task's :data:`SCORE_COLUMN`) as a float."""
     column = column or SCORE_COLUMN.get(record["task"])
     if column is None:
         raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
     path = examples_path(record["path"])
     if not path.is_file():
         raise ResultsError(f"{path}: per-example results not found (written beside {record['path'].name})")
-    out: dict[int, float] = {}
+    rows: list[tuple[int, dict[str, Any]]] = []
     with open(path) as fh:
         for i, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                rows.append((i, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise ResultsError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
-            if key == "auto":
-                key = "id" if "id" in row else "index"
-            for field_ in (key, column):
-                if field_ not in row:
-                    raise ResultsError(f"{path}:{i}: missing field '{field_}'")
-            if row[key] in out:
-                raise ResultsError(f"{path}:{i}: {key} {row[key]} appears twice")
-            value = row[column]
-            if not isinstance(value, bool | int | float) or value != value:  # NaN != NaN
-                raise ResultsError(f"{path}:{i}: field '{column}' is {value!r}, not a number")
-            out[row[key]] = float(value)
+    if key == "auto":
+        key = "id" if item_keys([r for _, r in rows]) is not None else "index"
+    out: dict[Any, float] = {}
+    for i, row in rows:
+        for field_ in (key, column):
+            if field_ not in row:
+                raise ResultsError(f"{path}:{i}: missing field '{field_}'")
+        if row[key] in out:
+            raise ResultsError(f"{path}:{i}: {key} {row[key]} appears twice")
+        value = row[column]
+        if not isinstance(value, bool | int | float) or value != value:  # NaN != NaN
+            raise ResultsError(f"{path}:{i}: field '{column}' is {value!r}, not a number")
+        out[row[key]] = float(value)
     if len(out) != record["n"]:
         raise ResultsError(f"{path}: {len(out)} examples but {record['path'].name} says n={record['n']}")
     return out
@@ -266,6 +275,6 @@ def partial_seeds(records: list[dict[str, Any]], seeds: list[int]) -> list[str]:
 
 __all__ = [
     "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records",
-    "examples_path", "gather", "missing", "model_name", "partial_seeds", "per_example", "read_json", "resolve_seeds", "root",
+    "examples_path", "gather", "missing", "model_name", "partial_seeds", "item_keys", "per_example", "read_json", "resolve_seeds", "root",
     "seeds_found", "solved", "train_path", "train_record",
 ]

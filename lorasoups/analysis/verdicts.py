@@ -36,6 +36,8 @@ from lorasoups.analysis import load
 from lorasoups.analysis.methods import display_name
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_table
+from lorasoups.analysis.stats import bootstrap_mean_ci
+from lorasoups.results import result_path
 
 BOOTSTRAP = 2000
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "does not hold", "inconclusive", "not run"
@@ -49,9 +51,8 @@ ROBUSTNESS = ("prompt_robustness", "prompt_robustness_1_4", "prompt_robustness_2
 class Claim:
     """One of the paper's claims: a name, its text, and the comparisons that make it up.
 
-    A comparison is ``(terms, against)``: ``terms`` is ``{label: coefficient}`` for the per-example
-    quantity (``{"cat": 1}``, or the super-linearity sum), ``against`` the label it is set against
-    (0 for none)."""
+    A comparison is ``(name, terms)``: ``terms`` is ``{label: coefficient}``, the per-item quantity
+    whose mean must be above 0 (``{"cat": 1, "datamix": -1}``, or the super-linearity sum)."""
 
     key: str
     text: str
@@ -93,10 +94,8 @@ def paired_verdict(per_seed: dict[int, dict[Any, float]], rounds: int = BOOTSTRA
     if not items:
         raise ValueError("paired_verdict: no items")
     d = np.array([[per_seed[s][i] for i in items] for s in seeds], dtype=float)  # seeds x items
-    by_item = d.mean(axis=0)
-    idx = np.random.default_rng(seed).integers(0, by_item.size, size=(rounds, by_item.size))
-    boots = by_item[idx].mean(axis=1)
-    lo, hi = float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    ci = bootstrap_mean_ci(d.mean(axis=0), rounds, seed)
+    lo, hi = ci["lo"], ci["hi"]
     seed_means = {s: float(d[k].mean()) for k, s in enumerate(seeds)}
     if lo > 0 and all(v > 0 for v in seed_means.values()):
         verdict = HOLDS
@@ -104,7 +103,7 @@ def paired_verdict(per_seed: dict[int, dict[Any, float]], rounds: int = BOOTSTRA
         verdict = FAILS
     else:
         verdict = INCONCLUSIVE
-    return {"diff": float(by_item.mean()), "lo": lo, "hi": hi, "per_seed": seed_means, "n_items": len(items),
+    return {"diff": ci["diff"], "lo": lo, "hi": hi, "per_seed": seed_means, "n_items": len(items),
             "verdict": verdict}
 
 
@@ -140,7 +139,7 @@ def gate_status(profile: str, setting: str, seeds: Sequence[int]) -> tuple[bool,
     """(passed for every seed, why not): the gate results of ``results/<profile>/gate/<setting>/``."""
     why = []
     for s in seeds:
-        path = load.root(profile) / "gate" / setting / f"gate--s{s}.json"
+        path = result_path(f"gate/{setting}", "gate", f"s{s}", profile=profile)  # as the gate writes it
         if not path.is_file():
             why.append(f"s{s}: gate not run")
             continue

@@ -39,6 +39,8 @@ import torch
 
 from lorasoups import paths, results
 from lorasoups.analysis.load import SCORE_COLUMN as _CORRECT
+from lorasoups.analysis.load import item_keys
+from lorasoups.analysis.stats import bootstrap_mean_ci
 from lorasoups.config import to_dict
 from lorasoups.data import DataConfig, get_entry, get_setting, identity, load
 from lorasoups.evaluation.tasks import evaluate
@@ -66,9 +68,7 @@ def paired_ci(a: Sequence[float], b: Sequence[float], rounds: int = BOOTSTRAP, s
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if d.size == 0:
         raise ValueError("paired_ci: no examples")
-    idx = np.random.default_rng(seed).integers(0, d.size, size=(rounds, d.size))
-    means = d[idx].mean(axis=1)
-    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5))}
+    return bootstrap_mean_ci(d, rounds, seed)
 
 
 def majority_answer(golds: Sequence[Any]) -> str:
@@ -197,12 +197,12 @@ def paired_rows(ex: dict[str, list[dict[str, Any]]], where: str) -> dict[str, li
     """The oracle's rows in the base's item order: by dataset record id where every row carries a
     unique one (the base's 8-shot and the oracle's 1-shot sets are built apart), else by position."""
     base, oracle = ex["base"], ex["oracle"]
-    ids_unique = all(len({r.get("id") for r in rows}) == len(rows) for rows in (base, oracle))
-    if ids_unique and all("id" in r for r in base + oracle):  # (the BioASQ mirror file's ids repeat)
-        by_id = {r["id"]: r for r in oracle}
-        if set(by_id) != {r["id"] for r in base}:
+    keys = {label: item_keys(rows) for label, rows in ex.items()}
+    if keys["base"] is not None and keys["oracle"] is not None:
+        by_id = dict(zip(keys["oracle"], oracle))
+        if set(by_id) != set(keys["base"]):
             raise results.ResultsError(f"{where}: base and oracle were scored on different items")
-        return {"base": base, "oracle": [by_id[r["id"]] for r in base]}
+        return {"base": base, "oracle": [by_id[k] for k in keys["base"]]}
     if len(base) != len(oracle):
         raise results.ResultsError(f"{where}: base has {len(base)} scored items, the oracle {len(oracle)}")
     return ex
