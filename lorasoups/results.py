@@ -68,13 +68,21 @@ def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
     return {"sha": sha, "dirty": None if status is None else bool(status)}
 
 
-@functools.lru_cache(maxsize=1)
-def package_source_sha() -> str:
-    """sha256 of every ``lorasoups/**/*.py`` (path and bytes): a cached result keyed by it is
-    recomputed after any change to the package's code."""
+@functools.lru_cache(maxsize=None)
+def package_source_sha(parts: tuple[str, ...] | None = None) -> str:
+    """sha256 of the package's ``*.py`` files (path and bytes), all of them or those under ``parts``
+    (files or folders relative to ``lorasoups/``): a cached result keyed by it is recomputed after any
+    change to that code. A stage names the code it runs, so an edit elsewhere (a data generator, the
+    analysis) does not force hours of recomputation in a study that spans sessions."""
     h = hashlib.sha256()
     pkg = Path(__file__).resolve().parent
-    for f in sorted(pkg.rglob("*.py")):
+    files = sorted(pkg.rglob("*.py"))
+    if parts is not None:
+        for part in parts:
+            if not (pkg / part).exists():
+                raise ValueError(f"package_source_sha: lorasoups/{part} does not exist")
+        files = [f for f in files if any(f == pkg / p or (pkg / p) in f.parents for p in parts)]
+    for f in files:
         h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -91,3 +92,30 @@ def test_a_result_of_one_model_is_never_overwritten_by_another_models(tmp_path):
                                            "LORASOUPS_NAMESPACE=gemma3-270m-instruct"):
         write_result(p, config={"a": 1}, metrics={"x": 3}, model={"name": "gemma3-270m-instruct"})
     assert json.loads(p.read_text())["metrics"] == {"x": 2}
+
+
+def test_package_source_sha_covers_only_the_named_code(tmp_path, monkeypatch):
+    """A stage's cache key changes with the code it runs and not with code elsewhere in the package."""
+    import importlib
+    import shutil
+
+    from lorasoups import results as res
+    from lorasoups.stages.evaluate import EVAL_CODE
+
+    pkg = tmp_path / "lorasoups"
+    shutil.copytree(Path(res.__file__).resolve().parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in list(__import__("sys").modules) if m == "lorasoups" or m.startswith("lorasoups.")]:
+        monkeypatch.delitem(__import__("sys").modules, name)
+    copy = importlib.import_module("lorasoups.results")
+    assert Path(copy.__file__).resolve().parent == pkg
+    before, whole = copy.package_source_sha(EVAL_CODE), copy.package_source_sha()
+    copy.package_source_sha.cache_clear()
+    (pkg / "data" / "gen_reading.py").write_text((pkg / "data" / "gen_reading.py").read_text() + "\n# edit\n")
+    assert copy.package_source_sha(EVAL_CODE) == before      # outside EVAL_CODE: results reused
+    assert copy.package_source_sha() != whole                # the whole package did change
+    copy.package_source_sha.cache_clear()
+    (pkg / "evaluation" / "extract.py").write_text((pkg / "evaluation" / "extract.py").read_text() + "\n# edit\n")
+    assert copy.package_source_sha(EVAL_CODE) != before      # scoring code: recomputed
+    with pytest.raises(ValueError, match="lorasoups/nope.py does not exist"):
+        copy.package_source_sha(("nope.py",))

@@ -121,18 +121,24 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
     return summary
 
 
+# The code one (model, target) result is computed by: model loading, soup building, decoding,
+# scoring and this stage. Prompts and records are keyed by content (``identity``), trained models by
+# their run folder, so edits to the data generators, training or analysis do not re-decode.
+EVAL_CODE = ("models.py", "merging", "evaluation", "stages/evaluate.py", "stages/common.py", "config.py")
+
+
 def request_key(base_ident: dict[str, Any], record: dict[str, Any] | None, ds: Any, task: str,
                 gen: GenerationConfig, cfg: EvalConfig) -> str:
     """What one (model, target) result is a function of: the base, the trained model's run folder
     (named by the hash of its config, data and base), the scored items, the task, the decoding, the
-    evaluation settings and the package's code. A rerun of stage 08 (after a kill, say) reuses a
+    evaluation settings and the code in ``EVAL_CODE``. A rerun of stage 08 (after a kill, say) reuses a
     result whose key matches instead of decoding again; anything else is recomputed."""
     rec = record or {}
     return results.fingerprint({
         "model": base_ident, "trained": {k: rec.get(k) for k in ("kind", "location", "run_dir")},
         "dataset": identity(ds), "task": task, "generation": to_dict(gen),
         "evaluation": {k: v for k, v in to_dict(cfg).items() if k not in ("labels", "elo_labels")},
-        "code": results.package_source_sha(),
+        "code": results.package_source_sha(EVAL_CODE),
     })
 
 
