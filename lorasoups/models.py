@@ -7,6 +7,7 @@ and save a safetensors directory once in the user cache, which then reloads in ~
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -312,6 +313,13 @@ def load_base(
     return model.eval(), _finish_tokenizer(tokenizer)
 
 
+@functools.lru_cache(maxsize=None)
+def _gguf_sha256(name: str) -> str:
+    from lorasoups.results import file_sha256
+
+    return file_sha256(_package_gguf(MODELS[name]))
+
+
 def model_identity(name_or_path: str) -> dict[str, Any]:
     """What a result records about its base model: name, hub id, and a content hash."""
     spec = MODELS.get(name_or_path)
@@ -320,6 +328,8 @@ def model_identity(name_or_path: str) -> dict[str, Any]:
         marker = converted_dir(spec.name) / "lorasoups-converted.json"
         if marker.is_file():
             ident["gguf_sha256"] = json.loads(marker.read_text())["gguf_sha256"]
+        else:  # not converted yet: the same hash from the shipped file, so run keys do not depend on it
+            ident["gguf_sha256"] = _gguf_sha256(spec.name)
     elif spec and spec.kind == "tiny":
         ident["config"] = TINY_LLAMA
     return ident

@@ -114,3 +114,17 @@ def test_dtype_and_device_resolution():
     assert models.resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert models.resolve_dtype("float16", torch.device("cpu")) == torch.float16
     assert models.short_name("meta-llama/Llama-2-7b-hf") == "Llama-2-7b-hf"
+
+
+def test_model_identity_does_not_depend_on_conversion(tmp_path, monkeypatch):
+    """A run's key holds the base's identity: it must be the same before the GGUF is converted
+    (a fresh machine) as after, or a resumed study would retrain everything on a new machine."""
+    converted = models.model_identity(models.DEFAULT_MODEL)
+    marker = models.converted_dir(models.DEFAULT_MODEL) / "lorasoups-converted.json"
+    if not marker.is_file():
+        pytest.skip("the default model is not converted on this machine")
+    monkeypatch.setenv("LORASOUPS_CACHE", str(tmp_path))
+    assert not (models.converted_dir(models.DEFAULT_MODEL) / "lorasoups-converted.json").is_file()
+    fresh = models.model_identity(models.DEFAULT_MODEL)
+    assert fresh == converted
+    assert fresh["gguf_sha256"] == json.loads(marker.read_text())["gguf_sha256"]
