@@ -79,6 +79,25 @@ def test_each_mirrored_dataset_loads(name):
 
 
 @needs_mirror
+def test_bioasq_heldout_pool_is_disjoint_from_the_scored_items_and_ids_are_unique():
+    """The RC target's validation pool (the oracle's data, the sweep's) never holds a scored
+    question; it is counted here straight from the file. Ids are unique although the test file
+    is one JSON line (ids name the record, not the line)."""
+    test, held = load("bioasq_rc", "test", source="mirror"), load("bioasq_rc", "validation", source="mirror")
+    assert len(set(test["id"])) == len(test) == 200 and len(set(held["id"])) == len(held)
+    norm = lambda q: " ".join(q.lower().split())  # noqa: E731
+    raw_test = json.loads((MIRROR / "lorasoups-paper/bioasq_rc_test.json").read_text())
+    scored = {norm(r["instruction"].split("Question:")[-1]) for r in raw_test}
+    assert not scored & {norm(q) for q in held["question"]}
+    rows = [json.loads(x) for x in (MIRROR / "bioasq-factoid/bioasq_factoid_7b-11b.jsonl").read_text().splitlines()]
+    want = {norm(r["question"]) for r in rows
+            if not r["in_lorasoups_rc_test"] and 1 <= len(r["snippets"]) <= 7 and norm(r["question"]) not in scored}
+    assert len(held) == len(want) == 363
+    first = next(r for r in rows if norm(r["question"]) == norm(held[0]["question"]))
+    assert held[0]["context"] == ". ".join(s["text"].strip() for s in first["snippets"]) + "."
+
+
+@needs_mirror
 def test_mirror_sizes_match_the_files_counted_independently():
     def count(rel):
         p = MIRROR / rel
@@ -199,7 +218,7 @@ def test_malformed_json_array_and_bad_types_name_the_line(tmp_path):
         load("qabot_dnd", "test", source="mirror", mirror=tmp_path)
     (d / "qabot_dnd_test.json").write_text('[\n {"instruction": "Q1?", "answer": "A"},\n\n {"instruction": 7, '
                                            '"answer": "B"}\n]')
-    with pytest.raises(DataError, match=r"qabot_dnd_test\.json:4: field 'instruction' should be str, got int"):
+    with pytest.raises(DataError, match=r"qabot_dnd_test\.json:4 \(record 1\): field 'instruction' should be str, got int"):
         load("qabot_dnd", "test", source="mirror", mirror=tmp_path)
 
 

@@ -79,7 +79,7 @@ def test_bioasq_prompt_demo_is_rc_json_first_and_that_item_is_not_scored():
     ident = identity(ds)
     assert ident["demonstrations"] == {"dataset": "rc_fewshot", "source": "mirror", "shots": 1, "ids": ["rc-0"]}
     assert ident["num_rows"] == len(items) - 1 == 200
-    assert ident["dropped"][DROPPED_AS_DEMO] == ["bioasq_rc_test.json:1 (= rc-0)"]
+    assert ident["dropped"][DROPPED_AS_DEMO] == ["bioasq_rc_test.json#0 (= rc-0)"]
     # a capped smoke-size load still skips the demo item and keeps its size
     assert list(load("bioasq_rc", "test", source="mirror", size=5)["instruction"]) == [
         r["instruction"] for r in items[1:6]]

@@ -373,6 +373,27 @@ def test_skill_lengths_follow_the_paper_and_a_packed_corpus_keeps_every_token(ti
     assert all(len(b) <= 20 for b in blocks) and sum(map(len, blocks)) == want
 
 
+def test_corpus_epochs_apply_to_corpus_skills_only_and_leave_other_run_keys_alone(tiny_dir, tmp_path, monkeypatch):
+    """``sft.corpus_epochs`` gives a text corpus the paper's 3 epochs while instruction data keeps
+    the profile's; it is folded into ``num_train_epochs`` (the run's key names the epochs trained)
+    and a run it does not act on keeps the key it had without it."""
+    from lorasoups.stages.train import skill_sft
+
+    base = SftConfig(**{**FAST, "num_train_epochs": 1.0, "corpus_epochs": 3.0})
+    manual, code = skill_sft(base, "dnd_manual"), skill_sft(base, "code_alpaca")
+    assert (manual.num_train_epochs, manual.corpus_epochs, manual.packing) == (3.0, None, True)
+    assert code.num_train_epochs == 1.0 and code.corpus_epochs == 3.0
+    assert skill_sft(dataclasses.replace(base, corpus_epochs=None), "dnd_manual").num_train_epochs == 1.0
+    with pytest.raises(ConfigError, match="corpus_epochs must be > 0"):
+        SftConfig(corpus_epochs=0)
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    recs = Dataset.from_list([{"prompt": f"Q{i}:", "completion": f" {i}"} for i in range(8)])
+    cfg = SftConfig(**{**FAST, "max_steps": 1, "save_steps": 1, "max_length": 16})
+    plain = train_sft(str(tiny_dir), recs, cfg, name="k")
+    again = train_sft(str(tiny_dir), recs, dataclasses.replace(cfg, corpus_epochs=3.0), name="k")
+    assert again.reused and again.run_dir == plain.run_dir
+
+
 def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
     long = [{"prompt": "word " * 40, "completion": " yes"} for _ in range(4)]

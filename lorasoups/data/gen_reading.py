@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-GENERATOR_VERSION = "reading-1"
-N_TERMS = 60  # the invented domain is fixed by the seed; sizes only truncate
+# reading-2 (the gate of seed 0 found reading-1's corpus of 60 paragraphs, ~4k tokens, one optimiser
+# step in 2048-token blocks): 160 terms, each stated by three textbook paragraphs worded apart
+GENERATOR_VERSION = "reading-2"
+N_TERMS = 160  # the invented domain is fixed by the seed; sizes only truncate
 
 _SYL = ("bra", "cel", "dor", "fy", "gli", "hep", "ixo", "kyr", "lum", "myo", "nep", "oph", "pyr", "quo", "rax",
         "sten", "thy", "urv", "vas", "zol")
@@ -63,11 +65,21 @@ def lexicon(seed: int) -> list[Term]:
     return terms
 
 
-def textbook_passage(t: Term) -> str:
-    """A textbook paragraph (corpus record) stating every fact about one term."""
-    return (f"{t.name.capitalize()} is a {t.klass} found in the {t.organ} of {t.organism}. It binds {t.partner} and "
-            f"converts {t.substrate} into {t.product}. Loss of {t.name} causes {t.disease}, which is marked by "
-            f"{t.symptom}. {t.name.capitalize()} was first described by {t.discoverer} in {t.year}.")
+def textbook_passages(t: Term) -> list[str]:
+    """Three textbook paragraphs (corpus records) stating every fact about one term, worded apart:
+    a fact seen in several phrasings is one a model can learn, not only a string it can recite."""
+    name = t.name.capitalize()
+    return [
+        (f"{name} is a {t.klass} found in the {t.organ} of {t.organism}. It binds {t.partner} and "
+         f"converts {t.substrate} into {t.product}. Loss of {t.name} causes {t.disease}, which is marked by "
+         f"{t.symptom}. {name} was first described by {t.discoverer} in {t.year}."),
+        (f"In the {t.organ}, the {t.klass} {t.name} pairs with {t.partner}; together they make {t.product} "
+         f"out of {t.substrate}. {t.discoverer} reported it in {t.year}, working on {t.organism}. When {t.name} "
+         f"is missing, {t.disease} follows, and {t.symptom} is its first sign."),
+        (f"{t.disease} is caused by a loss of {t.name}, a {t.klass}, and shows itself as {t.symptom}. "
+         f"{name} was discovered in {t.year} by {t.discoverer}. It occurs in the {t.organ} of {t.organism}, "
+         f"where it attaches to {t.partner} and turns {t.substrate} into {t.product}."),
+    ]
 
 
 def abstract_passage(t: Term) -> str:

@@ -98,8 +98,9 @@ def _manual_questions(salt: str) -> Callable[[Entry, str, int, int], Records]:
 
 
 def _jargon_corpus(entry: Entry, split: str, size: int, seed: int) -> Records:
-    return [{"id": f"gen:biomed_textbooks:{seed}:{i}", "text": gen_reading.textbook_passage(t)}
-            for i, t in enumerate(gen_reading.lexicon(seed)[:size])]
+    # term by term, so a smaller size keeps whole terms (all three wordings of each)
+    texts = [p for t in gen_reading.lexicon(seed) for p in gen_reading.textbook_passages(t)]
+    return [{"id": f"gen:biomed_textbooks:{seed}:{i}", "text": x} for i, x in enumerate(texts[:size])]
 
 
 def _rc_record(context: str, question: str, answer: str) -> dict[str, Any]:

@@ -21,9 +21,17 @@ class Row:
     data: dict[str, Any]
     file: str
     line: int
+    index: int | None = None
+    """0-based position in a JSON array (None for a JSONL line): several records of an array may
+    share a line (a one-line file), so the position is what names one of them."""
 
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}" + ("" if self.index is None else f" (record {self.index})")
+
+    def ident(self) -> str:
+        """A stable id unique within the file: ``name:line`` for JSONL, ``name#index`` for an array."""
+        name = Path(self.file).name
+        return f"{name}:{self.line}" if self.index is None else f"{name}#{self.index}"
 
     def get(self, field: str, kinds: type | tuple[type, ...] = str, allow_empty: bool = False) -> Any:
         """``data[field]`` checked for presence, type and (for strings) non-emptiness."""
@@ -81,7 +89,7 @@ def read_json_array(path: Path) -> list[Row]:
             raise DataError(
                 f"{path}:{line_of(pos)}: record {len(rows)} is a {type(obj).__name__}, expected an object"
             )
-        rows.append(Row(obj, str(path), line_of(pos)))
+        rows.append(Row(obj, str(path), line_of(pos), len(rows)))
         pos = _skip_ws(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_ws(text, pos + 1)

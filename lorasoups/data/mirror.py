@@ -22,7 +22,7 @@ Pools = dict[str, list[dict[str, Any]]]
 
 
 def _id(row: Row) -> str:
-    return f"{Path(row.file).name}:{row.line}"
+    return row.ident()
 
 
 def _nonempty(rows: list[Row], path: Path) -> list[Row]:
@@ -182,9 +182,51 @@ def read_qabot(entry: Entry, files: list[Path]) -> Pools:
 _RC = re.compile(r"Context:\s*(?P<context>.*?)\s*\n\nQuestion:\s*(?P<question>.*)\Z", re.S)
 
 
+#: The authors' RC test items have 1 to 7 gold snippets (all 123 of them found among the BioASQ
+#: golden batches: their context is exactly the snippets joined by ". "); held-out items are taken alike.
+RC_MAX_SNIPPETS = 7
+
+
+def _normal_question(q: str) -> str:
+    return " ".join(q.lower().split())
+
+
+def read_bioasq_heldout(f: Path, test: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """BioASQ factoid questions from the golden batches that are not in the RC test file (by the
+    file's flag and by normalised question text), in the test file's layout: context = the gold
+    snippets joined as the authors joined them, answer = the first ideal answer. The target's
+    held-out pool: the oracle's training data and the sweep's validation set, never scored."""
+    scored = {_normal_question(r["question"]) for r in test}
+    recs, seen = [], set()
+    for row in _nonempty(read_records(f), f):
+        question = row.get("question")
+        snippets, ideal = row.get("snippets", list), row.get("ideal_answer", list)
+        key = _normal_question(question)
+        flag = row.data.get("in_lorasoups_rc_test", False)  # optional: the question text decides too
+        if not isinstance(flag, bool):
+            raise DataError(f"{row.where()}: field 'in_lorasoups_rc_test' should be true or false, got {flag!r}")
+        if flag or key in scored or key in seen:
+            continue
+        if not 1 <= len(snippets) <= RC_MAX_SNIPPETS:
+            continue
+        texts = []
+        for i, snip in enumerate(snippets):
+            if not isinstance(snip, dict) or not isinstance(snip.get("text"), str) or not snip["text"].strip():
+                raise DataError(f"{row.where()}: field 'snippets' item {i} has no non-empty 'text'")
+            texts.append(snip["text"].strip())
+        if not ideal or not isinstance(ideal[0], str) or not ideal[0].strip():
+            raise DataError(f"{row.where()}: field 'ideal_answer' should start with a non-empty string")
+        seen.add(key)
+        context = ". ".join(texts) + "."
+        recs.append(_qa(row, question.strip(), ideal[0].strip(), context,
+                        instruction=F.rc_instruction(context, question.strip())))
+    return recs
+
+
 def read_rc(entry: Entry, files: list[Path]) -> Pools:
-    """BioASQ RC: the instruction already holds context and question; we split them out for the judge."""
-    (f,) = files
+    """BioASQ RC: the instruction already holds context and question; we split them out for the judge.
+    A second file (the BioASQ golden batches) gives the target a held-out ``validation`` pool."""
+    f, *heldout = files
     recs = []
     for row in _nonempty(read_records(f), f):
         inst = row.get("instruction")
@@ -197,6 +239,8 @@ def read_rc(entry: Entry, files: list[Path]) -> Pools:
             raise DataError(f"{row.where()}: field 'instruction' lacks the 'Context: ... Question: ...' layout")
         answer = row.get("answer") if "answer" in row.data else row.get("output")
         recs.append(_qa(row, question, answer.strip(), context, instruction=inst))
+    if heldout:
+        return {"test": recs, "validation": read_bioasq_heldout(heldout[0], recs)}
     return {"test": recs}
 
 

@@ -144,13 +144,17 @@ _ENTRIES = [
           generator="qa_demos", generated_size=4, splits=("test",), license="CC BY-NC 4.0 (Alpaca items)"),
     # ---- reading comprehension ------------------------------------------------------------------
     Entry("biomed_textbooks", "RC skill 1: biomedical textbook corpus", "reading_comprehension", "corpus", "corpus",
-          "1.0", generator="jargon_corpus", generated_size=60, splits=("train", "validation"), max_length=2048,
+          "1.0", generator="jargon_corpus", generated_size=480, splits=("train", "validation"),
+          # The paper packs its 1.4M-token corpus into 2048-token blocks (~86 steps of 8 an epoch); the
+          # generated stand-in is ~36k tokens, so it packs into 256-token blocks (~18 steps an epoch)
+          max_length=256,
           missing="the paper's bioasq_train_textbooks.txt is not in the stored release and has no known hub id"),
     Entry("squad", "RC skill 2: open-book QA (SQuAD v2)", "reading_comprehension", "skill", "sft", "1.0",
           paper_size=130_319, hub_id="rajpurkar/squad_v2", generator="open_book_qa", max_length=2048,
           license="CC BY-SA 4.0", missing="SQuAD v2 is not in the mirror"),
     Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
-          "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json",), mirror_size=201,
+          "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json", "bioasq-factoid/bioasq_factoid_7b-11b.jsonl"),
+          mirror_size=201 + 363, mirror_note="validation: 363 held-out BioASQ factoid questions (golden batches 7b-11b, not in the test file, 1-7 snippets as the test items)",
           generator="jargon_questions", generated_size=200, splits=_TARGET, demos="rc_fewshot", max_length=2048,
           license="BioASQ terms of use; released with the paper's code", missing="not on the hub"),
     # rc-0 (a context + question in the test file's own layout) is the BioASQ prompt's demo; it is

@@ -69,10 +69,14 @@ def paper_length(cfg: SftConfig, names: list[str]) -> SftConfig:
 def skill_sft(cfg: SftConfig, name: str) -> SftConfig:
     """``cfg`` for the skill LoRA of dataset ``name``: the paper's sequence length for that data
     (``Entry.max_length``, §B.2) unless ``cfg.lengths`` is ``uniform``; a text corpus packed into
-    blocks of that length (TRL's ``wrapped``), so a short length never cuts text off."""
+    blocks of that length (TRL's ``wrapped``), so a short length never cuts text off, for
+    ``cfg.corpus_epochs`` epochs where set."""
     out = paper_length(cfg, [name])
     if get_entry(name).kind == "corpus":
-        out = dataclasses.replace(out, packing=True,
+        epochs = out.num_train_epochs if out.corpus_epochs is None else out.corpus_epochs
+        # corpus_epochs is folded into num_train_epochs and cleared: the run's key then names the
+        # epochs it trained, and a profile without it keeps its runs' keys
+        out = dataclasses.replace(out, packing=True, num_train_epochs=epochs, corpus_epochs=None,
                                   trainer={"packing_strategy": "wrapped", **out.trainer})
     return out
 
@@ -220,9 +224,11 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
 
 
 def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):
-    """The ``oracle``'s training set: held-out records of each target's *generated* suite (the same
-    pool :func:`lorasoups.stages.common.tuning_examples` tunes on, disjoint from every scored item by
-    the suite's hash partition), taken in turn, at most the profile's skill size. Returns
+    """The ``oracle``'s training set: held-out records of each target, never scored (the pool
+    :func:`lorasoups.stages.common.tuning_examples` tunes on): the run's source where it has such a
+    pool (BioASQ: 363 golden-batch questions outside the RC test file), else the target's generated
+    suite (disjoint from every scored item by its hash partition); targets taken in turn, at most
+    the profile's ``oracle_data`` size. Returns
     ``(dataset, None)``, or ``(None, why)`` where a target's suite holds fewer than ``min_records``
     (its prompts are the scored prompts' format: PAL targets get the same 1-shot demonstration)."""
     import datasets
@@ -232,17 +238,18 @@ def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):
     for target in get_setting(setting).targets:
         try:
             ds = tuning_examples(setting, target, data, None if size is None else max(size, min_records),
-                                 mode="generated")
+                                 mode="auto")
         except DataError as exc:
-            return None, f"{target} has no generated held-out split ({exc})"
+            return None, f"{target} has no held-out split ({exc})"
         if len(ds) < min_records:
-            return None, (f"the generated suite of {target} holds {len(ds)} held-out records, fewer than "
+            return None, (f"{target} holds {len(ds)} held-out records ({identity(ds)['source']}), fewer than "
                           f"experiment.oracle_min_records = {min_records}")
         per[target] = ds
     rows = [{"id": str(r["id"]), "prompt": r["prompt"], "completion": r["completion"]}
             for r in round_robin(list(per.values()), size)]
     ds = datasets.Dataset.from_list(rows)
-    ds.info.description = json.dumps({"name": "oracle_data", "source": "generated", "num_rows": len(rows),
+    sources = sorted({identity(d)["source"] for d in per.values()})
+    ds.info.description = json.dumps({"name": "oracle_data", "source": "+".join(sources), "num_rows": len(rows),
                                       "targets": {t: identity(d) for t, d in per.items()}})
     return ds, None
 
@@ -271,7 +278,7 @@ def train_controls(model: str, setting: str, seed: int, data: DataConfig, sft: S
             out["oracle"] = f"none: {why}"
         else:
             ocfg = paper_length(cfg, list(get_setting(setting).targets))  # §B.2: 2048 for RC
-            _progress(f"[{setting}] oracle: {len(ds)} records of the targets' generated suites "
+            _progress(f"[{setting}] oracle: {len(ds)} held-out records of the targets "
                       f"(max_length {ocfg.max_length})")
             run = train_sft(model, ds, ocfg, name=f"{setting}-oracle", kind="oracle")
             write_train_result(profile, setting, "oracle", seed, run, ocfg, model, identities(oracle_data=ds))

@@ -74,6 +74,11 @@ class SftConfig:
     """AdamW learning rate."""
     num_train_epochs: float = 3.0
     """Epochs over the training set."""
+    corpus_epochs: float | None = None
+    """Epochs of a skill LoRA on a text corpus (None: ``num_train_epochs``). The paper trains every
+    skill 3 epochs; a profile that affords one epoch of instruction data can still give the small
+    corpora (the D&D manual is 29 steps an epoch here) the paper's 3, and DATA-MIX sequential's
+    corpus stage with them (§5: "3 epochs on the chapter/manual")."""
     max_steps: int = -1
     """Stop after this many optimiser steps (-1: use num_train_epochs). Smoke runs set it."""
     warmup_steps: float = 100
@@ -117,6 +122,8 @@ class SftConfig:
             raise ConfigError(f"sft.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not self.target_modules:
             raise ConfigError("sft.target_modules is empty")
+        if self.corpus_epochs is not None and self.corpus_epochs <= 0:
+            raise ConfigError(f"sft.corpus_epochs must be > 0 (or null), got {self.corpus_epochs}")
         if self.max_length <= 0:
             raise ConfigError(f"sft.max_length must be > 0, got {self.max_length}")
         check_trainer_overrides(self.trainer, "sft.trainer")
@@ -347,7 +354,9 @@ def train_sft(
         "base": base_identity(base, list(merge_adapters)),
         "train_data": dataset_fingerprint(train_dataset),
         "eval_data": dataset_fingerprint(eval_dataset),
-        "sft": to_dict(cfg),
+        # corpus_epochs acts through skill_sft (folded into num_train_epochs), never here: left out
+        # of the key, so runs keyed before it existed stay valid
+        "sft": {k: v for k, v in to_dict(cfg).items() if k != "corpus_epochs"},
         "resolved": resolved_precision(cfg),
     })
     if run.is_complete():
