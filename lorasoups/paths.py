@@ -91,6 +91,10 @@ def results_dir(profile: str | None = None) -> Path:
 
 
 def figures_dir(profile: str = "full") -> Path:
-    """``figures/`` for the full profile (committed); ``figures/smoke/`` (ignored) otherwise."""
+    """``figures/`` for the full profile (committed); ``figures/<profile>/`` otherwise; inside an
+    experiment variant (:func:`in_namespace`) a sub-folder of it, as its results have, so a variant's
+    figures never overwrite the main ones."""
     root = Path(os.environ.get("LORASOUPS_FIGURES", FIGURES))
-    return root if profile == "full" else root / profile
+    out = root if profile == "full" else root / profile
+    ns = namespace()
+    return out / ns if ns else out

@@ -119,3 +119,14 @@ def test_package_source_sha_covers_only_the_named_code(tmp_path, monkeypatch):
     assert copy.package_source_sha(EVAL_CODE) != before      # scoring code: recomputed
     with pytest.raises(ValueError, match="lorasoups/nope.py does not exist"):
         copy.package_source_sha(("nope.py",))
+
+
+def test_a_namespace_puts_figures_beside_its_results_not_over_the_main_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("LORASOUPS_NAMESPACE", raising=False)
+    main = paths.figures_dir("cpu")
+    with paths.in_namespace("generated"):
+        assert paths.figures_dir("cpu") == main / "generated"
+        assert paths.results_dir("cpu") == tmp_path / "results" / "cpu" / "generated"
+    assert paths.figures_dir("cpu") == tmp_path / "figures" / "cpu" and paths.figures_dir("full") == tmp_path / "figures"
