@@ -32,7 +32,7 @@ from lorasoups.config import (
 )
 from lorasoups.data.config import DataConfig
 from lorasoups.models import ModelConfig, short_name
-from lorasoups.results import file_sha256, fingerprint
+from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.config import AnalysisConfig, EvalConfig, ExperimentConfig, GateConfig
 from lorasoups.sweep.engine import SweepConfig
 from lorasoups.training import LoraHubConfig, SftConfig, SoupTrainConfig
@@ -277,7 +277,12 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
 
 
 def _stamp(stage: Stage, params: dict[str, Any]) -> str:
-    return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook)})
+    """What a stage's outputs are a function of: its parameters, its notebook and the package's code
+    (a fix in the package reruns the stage instead of leaving stale results looking current; the
+    rerun is cheap where nothing changed, since every trained run, sweep point and evaluation is
+    reused by its own content key)."""
+    return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook),
+                        "code": package_source_sha()})
 
 
 def _stamp_of(stamp_file: Path) -> str | None:

@@ -106,6 +106,9 @@ def test_run_then_skip(monkeypatch, tmp_path):
     assert second[0]["ran"] is False
     tiny.write_text("model:\n  name: tiny-random-llama\ncheck_base_model:\n  max_new_tokens: 5\n")
     assert pipeline.run("smoke", ["check_base_model"], extra=[tiny])[0]["ran"] is True  # params changed
+    assert pipeline.run("smoke", ["check_base_model"], extra=[tiny])[0]["ran"] is False
+    monkeypatch.setattr(pipeline, "package_source_sha", lambda: "a-fix-in-the-package")
+    assert pipeline.run("smoke", ["check_base_model"], extra=[tiny])[0]["ran"] is True  # code changed
 
 
 @pytest.mark.slow
