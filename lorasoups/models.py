@@ -313,7 +313,7 @@ def load_base(
     return model.eval(), _finish_tokenizer(tokenizer)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gguf_sha256(name: str) -> str:
     from lorasoups.results import file_sha256
 

@@ -68,7 +68,7 @@ def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
     return {"sha": sha, "dirty": None if status is None else bool(status)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_source_sha(parts: tuple[str, ...] | None = None) -> str:
     """sha256 of the package's ``*.py`` files (path and bytes), all of them or those under ``parts``
     (files or folders relative to ``lorasoups/``): a cached result keyed by it is recomputed after any
