@@ -394,6 +394,24 @@ def test_corpus_epochs_apply_to_corpus_skills_only_and_leave_other_run_keys_alon
     assert again.reused and again.run_dir == plain.run_dir
 
 
+def test_max_batch_tokens_splits_micro_batches_and_keeps_the_effective_batch():
+    from lorasoups.training.sft import fit_batch
+
+    cfg = SftConfig(per_device_train_batch_size=8, gradient_accumulation_steps=1, max_length=2048,
+                    max_batch_tokens=4096)
+    fit = fit_batch(cfg)
+    assert (fit.per_device_train_batch_size, fit.gradient_accumulation_steps, fit.max_batch_tokens) == (2, 4, None)
+    same = fit_batch(dataclasses.replace(cfg, max_length=512))  # 8 x 512 fits: untouched but for the cap
+    assert (same.per_device_train_batch_size, same.gradient_accumulation_steps) == (8, 1)
+    odd = fit_batch(SftConfig(per_device_train_batch_size=6, gradient_accumulation_steps=2, max_length=1000,
+                              max_batch_tokens=2500))
+    assert (odd.per_device_train_batch_size, odd.gradient_accumulation_steps) == (2, 6)
+    tiny_cap = fit_batch(dataclasses.replace(cfg, max_batch_tokens=10))
+    assert (tiny_cap.per_device_train_batch_size, tiny_cap.gradient_accumulation_steps) == (1, 8)
+    with pytest.raises(ConfigError, match="max_batch_tokens must be > 0"):
+        SftConfig(max_batch_tokens=0)
+
+
 def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
     long = [{"prompt": "word " * 40, "completion": " yes"} for _ in range(4)]

@@ -40,7 +40,8 @@ from lorasoups.training.runs import (
 )
 
 #: SftConfig fields that are not SFTConfig arguments (LoRA, precision, our own switches).
-_OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "base_dtype", "trainer", "lengths")
+_OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "base_dtype", "trainer", "lengths",
+               "corpus_epochs", "max_batch_tokens")
 
 
 @dataclass
@@ -89,6 +90,11 @@ class SftConfig:
     """Sequences per device per micro-batch."""
     gradient_accumulation_steps: int = 4
     """Micro-batches per optimiser step."""
+    max_batch_tokens: int | None = None
+    """Memory cap: where ``per_device_train_batch_size`` x ``max_length`` exceeds it, the run trains
+    smaller micro-batches with more accumulation, the same effective batch (:func:`fit_batch`).
+    Measured here: the reading-comprehension oracle, 8 records of up to 1,186 tokens at max_length
+    2048, reached 19.5 GB resident and was killed on a 24 GB host."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     optim: str = "adamw_torch"
@@ -122,6 +128,8 @@ class SftConfig:
             raise ConfigError(f"sft.lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if not self.target_modules:
             raise ConfigError("sft.target_modules is empty")
+        if self.max_batch_tokens is not None and self.max_batch_tokens <= 0:
+            raise ConfigError(f"sft.max_batch_tokens must be > 0 (or null), got {self.max_batch_tokens}")
         if self.corpus_epochs is not None and self.corpus_epochs <= 0:
             raise ConfigError(f"sft.corpus_epochs must be > 0 (or null), got {self.corpus_epochs}")
         if self.max_length <= 0:
@@ -326,6 +334,20 @@ def make_sft_trainer(model, tokenizer, train_dataset: Any, cfg: SftConfig, outpu
                       processing_class=tokenizer, peft_config=lora, callbacks=list(callbacks))
 
 
+def fit_batch(cfg: SftConfig) -> SftConfig:
+    """``cfg`` with ``max_batch_tokens`` folded in: the largest micro-batch dividing
+    ``per_device_train_batch_size`` whose ``micro x max_length`` fits the cap (at least 1), and the
+    accumulation that keeps the effective batch. The cap is then cleared, so the run's key names
+    the batch it trains."""
+    if cfg.max_batch_tokens is None:
+        return cfg
+    n = cfg.per_device_train_batch_size
+    micro = max([d for d in range(1, n + 1) if n % d == 0 and d * cfg.max_length <= cfg.max_batch_tokens],
+                default=1)
+    return dataclasses.replace(cfg, per_device_train_batch_size=micro, max_batch_tokens=None,
+                               gradient_accumulation_steps=cfg.gradient_accumulation_steps * (n // micro))
+
+
 def train_sft(
     base: str,
     train_dataset: Any,
@@ -344,7 +366,7 @@ def train_sft(
     ``accelerate launch`` every rank calls this with the same arguments.
     ``merge_adapters``: adapters merged into the base before training (DATA-MIX sequential).
     """
-    cfg = cfg or SftConfig()
+    cfg = fit_batch(cfg or SftConfig())
     data_kind = check_dataset(train_dataset, f"{name or kind}: train_dataset", cfg.completion_only_loss)
     if eval_dataset is not None:
         check_dataset(eval_dataset, f"{name or kind}: eval_dataset", cfg.completion_only_loss)
@@ -354,9 +376,9 @@ def train_sft(
         "base": base_identity(base, list(merge_adapters)),
         "train_data": dataset_fingerprint(train_dataset),
         "eval_data": dataset_fingerprint(eval_dataset),
-        # corpus_epochs acts through skill_sft (folded into num_train_epochs), never here: left out
-        # of the key, so runs keyed before it existed stay valid
-        "sft": {k: v for k, v in to_dict(cfg).items() if k != "corpus_epochs"},
+        # corpus_epochs and max_batch_tokens are folded into epochs and batch before this point
+        # (skill_sft, fit_batch): left out of the key, so runs keyed before they existed stay valid
+        "sft": {k: v for k, v in to_dict(cfg).items() if k not in ("corpus_epochs", "max_batch_tokens")},
         "resolved": resolved_precision(cfg),
     })
     if run.is_complete():
