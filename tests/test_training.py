@@ -412,6 +412,25 @@ def test_max_batch_tokens_splits_micro_batches_and_keeps_the_effective_batch():
         SftConfig(max_batch_tokens=0)
 
 
+def test_max_batch_tokens_looks_at_the_records_not_only_max_length(tiny_dir, tmp_path, monkeypatch):
+    """Short records at a long max_length keep their batch (and their run key); long ones split."""
+    from lorasoups.training.sft import fit_batch, longest_record
+
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    short = Dataset.from_list([{"prompt": f"Q{i}:", "completion": f" {i}"} for i in range(8)])
+    long = Dataset.from_list([{"prompt": "word " * 300, "completion": " yes"}] * 8)
+    cfg = SftConfig(**{**FAST, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1,
+                       "max_length": 2048, "max_batch_tokens": 1024, "max_steps": 1, "save_steps": 1})
+    n_short = longest_record(short, str(tiny_dir), "prompt_completion", cfg)
+    assert n_short is not None and n_short < 16
+    assert fit_batch(cfg, n_short).per_device_train_batch_size == 8
+    n_long = longest_record(long, str(tiny_dir), "prompt_completion", cfg)
+    assert 300 < n_long < 700 and fit_batch(cfg, n_long).per_device_train_batch_size == 2
+    uncapped = dataclasses.replace(cfg, max_batch_tokens=None)
+    assert train_sft(str(tiny_dir), short, cfg, name="b").run_dir == train_sft(str(tiny_dir), short, uncapped,
+                                                                                name="b").run_dir
+
+
 def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
     long = [{"prompt": "word " * 40, "completion": " yes"} for _ in range(4)]

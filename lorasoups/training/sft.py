@@ -334,18 +334,39 @@ def make_sft_trainer(model, tokenizer, train_dataset: Any, cfg: SftConfig, outpu
                       processing_class=tokenizer, peft_config=lora, callbacks=list(callbacks))
 
 
-def fit_batch(cfg: SftConfig) -> SftConfig:
+def fit_batch(cfg: SftConfig, longest: int | None = None) -> SftConfig:
     """``cfg`` with ``max_batch_tokens`` folded in: the largest micro-batch dividing
-    ``per_device_train_batch_size`` whose ``micro x max_length`` fits the cap (at least 1), and the
-    accumulation that keeps the effective batch. The cap is then cleared, so the run's key names
-    the batch it trains."""
+    ``per_device_train_batch_size`` whose ``micro x length`` fits the cap (at least 1), ``length``
+    being the longest sequence the run can see (``longest`` where known, at most ``max_length``),
+    and the accumulation that keeps the effective batch. The cap is then cleared, so the run's key
+    names the batch it trains."""
     if cfg.max_batch_tokens is None:
         return cfg
-    n = cfg.per_device_train_batch_size
-    micro = max([d for d in range(1, n + 1) if n % d == 0 and d * cfg.max_length <= cfg.max_batch_tokens],
-                default=1)
+    n, length = cfg.per_device_train_batch_size, min(cfg.max_length, longest or cfg.max_length)
+    micro = max([d for d in range(1, n + 1) if n % d == 0 and d * length <= cfg.max_batch_tokens], default=1)
     return dataclasses.replace(cfg, per_device_train_batch_size=micro, max_batch_tokens=None,
                                gradient_accumulation_steps=cfg.gradient_accumulation_steps * (n // micro))
+
+
+def longest_record(ds: Any, base: str, data_kind: str, cfg: SftConfig) -> int | None:
+    """Tokens of the longest prompt + completion record (+ EOS), where :func:`fit_batch` needs it
+    (the cap binds at ``max_length``): short records at a long ``max_length`` (SQuAD at the paper's
+    2048) keep their batch. None (use ``max_length``) for packed or conversational data."""
+    if cfg.max_batch_tokens is None or cfg.per_device_train_batch_size * cfg.max_length <= cfg.max_batch_tokens:
+        return None
+    if data_kind != "prompt_completion" or cfg.packing:
+        return None
+    if not all(isinstance(p, str) and isinstance(c, str) for p, c in zip(ds["prompt"], ds["completion"])):
+        return None
+    from transformers import AutoTokenizer
+
+    from lorasoups.models import ModelLoadError, resolve_model_dir
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve_model_dir(base))
+    except ModelLoadError:  # a model built in memory: bound by max_length
+        return None
+    return max(len(tok(p + c)["input_ids"]) for p, c in zip(ds["prompt"], ds["completion"])) + 1
 
 
 def train_sft(
@@ -366,8 +387,9 @@ def train_sft(
     ``accelerate launch`` every rank calls this with the same arguments.
     ``merge_adapters``: adapters merged into the base before training (DATA-MIX sequential).
     """
-    cfg = fit_batch(cfg or SftConfig())
+    cfg = cfg or SftConfig()
     data_kind = check_dataset(train_dataset, f"{name or kind}: train_dataset", cfg.completion_only_loss)
+    cfg = fit_batch(cfg, longest_record(train_dataset, base, data_kind, cfg))
     if eval_dataset is not None:
         check_dataset(eval_dataset, f"{name or kind}: eval_dataset", cfg.completion_only_loss)
     if merge_adapters:
