@@ -145,11 +145,13 @@ def write_result(
     model: dict[str, Any] | None = None,
     datasets: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    peak: dict[str, Any] | None = None,
 ) -> Path:
     """Write one run's result JSON atomically (temp file + rename) and return its path.
 
     ``model`` and ``datasets`` are identities (name, source, revision or content hash), so two
-    results can be compared only when they used the same inputs.
+    results can be compared only when they used the same inputs. ``peak``: the peak memory of the
+    process that computed the result where that was not this one (a reused training run).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +161,7 @@ def write_result(
         "config_hash": fingerprint(config),
         "metrics": to_dict(metrics),
         "timings_s": timings or {},
-        "peak_memory": peak_memory(),
+        "peak_memory": peak or peak_memory(),
         "model": model or {},
         "datasets": datasets or {},
         "versions": package_versions(),

@@ -431,6 +431,28 @@ def test_max_batch_tokens_looks_at_the_records_not_only_max_length(tiny_dir, tmp
                                                                                 name="b").run_dir
 
 
+def test_a_reused_run_reports_its_own_peak_memory_and_time(tiny_dir, tmp_path, monkeypatch):
+    """The train result of a run reused in a later process records the training process's peak
+    and time (stored in COMPLETE), not the reader's."""
+    from lorasoups.stages.common import write_train_result
+
+    monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path / "results"))
+    recs = Dataset.from_list([{"prompt": f"Q{i}:", "completion": f" {i}"} for i in range(8)])
+    cfg = SftConfig(**{**FAST, "max_steps": 1, "save_steps": 1, "max_length": 16})
+    fresh = train_sft(str(tiny_dir), recs, cfg, name="peak")
+    complete = Path(fresh.run_dir) / "COMPLETE"
+    stored = json.loads(complete.read_text())
+    assert stored["peak_memory"]["cpu_rss_mib"] > 0 and stored["peak_memory"] == fresh.summary["peak_memory"]
+    stored["peak_memory"] = {"cpu_rss_mib": 12345.0, "cuda_mib": None}  # as a larger process had left it
+    complete.write_text(json.dumps(stored))
+    reused = train_sft(str(tiny_dir), recs, cfg, name="peak")
+    assert reused.reused
+    rec = json.loads(write_train_result("smoke", "math_code", "skill1", 0, reused, cfg, str(tiny_dir)).read_text())
+    assert rec["peak_memory"]["cpu_rss_mib"] == 12345.0
+    assert rec["timings_s"] == {"train_last_session": stored["seconds_this_session"]} and rec["reused"] is True
+
+
 def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("LORASOUPS_RUNS", str(tmp_path / "runs"))
     long = [{"prompt": "word " * 40, "completion": " yes"} for _ in range(4)]

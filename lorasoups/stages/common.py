@@ -59,6 +59,10 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
         metrics={**found, **(metrics or {})},
         model={"base": model},
         datasets=datasets or {},
+        # the training process's own peak and time (its last session, where it was resumed), also
+        # when this call only reused the finished run
+        timings={"train_last_session": summary["seconds_this_session"]} if "seconds_this_session" in summary else None,
+        peak=summary.get("peak_memory"),
         extra={"label": label, "setting": setting, "seed": seed, "kind": kind,
                "location": str(location), "run_dir": str(run_dir), "reused": bool(run.reused)},
     )

@@ -6,6 +6,7 @@ and for reading comprehension an ELO table from the pairwise judge (paper §C.3)
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,11 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                     if net is None:
                         net, tok = load_model(model, models[label])
                     print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
+                    start = time.perf_counter()
                     with torch.no_grad():
                         metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
                                                  generation=gen, progress=False)
+                    seconds = round(time.perf_counter() - start, 1)  # decoding and scoring
                     if "id" in ds.column_names:  # pairs items across models whose scored sets were built apart
                         for row, rid in zip(rows, ds["id"]):
                             row["id"] = str(rid)
@@ -108,7 +111,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                                         "seed": seed, "skills": list(s.skills), "source": data.source,
                                         "demonstrations": demonstrations(ds), "request": key},
                                 "generation": gen},
-                        metrics=metrics, examples=rows,
+                        metrics=metrics, examples=rows, timings={"evaluate": seconds},
                         model={**base_ident, "adapter": (models[label] or {}).get("location")},
                         datasets={target: identity(ds)},
                     )

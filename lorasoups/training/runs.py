@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 
 from lorasoups import paths
 from lorasoups.models import MODELS, model_identity, resolve_model_dir, short_name
-from lorasoups.results import file_sha256, fingerprint
+from lorasoups.results import file_sha256, fingerprint, peak_memory
 
 COMPLETE = "COMPLETE"
 CHECKPOINT_OK = "LORASOUPS_CHECKPOINT_OK"
@@ -186,7 +186,10 @@ class Run:
         return str(max(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):])))
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Write COMPLETE (main process only, last of all files)."""
+        """Write COMPLETE (main process only, last of all files), with the training process's peak
+        memory added to ``summary`` (in place, so the fresh result and a reused one agree): a result
+        that reuses the run later records the run's own peak, not its reader's."""
+        summary.setdefault("peak_memory", peak_memory())
         if is_main_process():
             # Key order kept (no sort_keys): a reused run reads back exactly what the fresh run returned.
             atomic_write_text(self.complete_file, json.dumps(summary, indent=2, default=str) + "\n")
