@@ -277,10 +277,13 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
 
 
 def _stamp(stage: Stage, params: dict[str, Any]) -> str:
-    """What a stage's outputs are a function of: its parameters, its notebook and the package's code
-    (a fix in the package reruns the stage instead of leaving stale results looking current; the
-    rerun is cheap where nothing changed, since every trained run, sweep point and evaluation is
-    reused by its own content key)."""
+    """What a stage's outputs are a function of: its parameters, its notebook and the package's code.
+    A change to the package reruns the stage's notebook (its summaries and figures are redrawn) and
+    that is cheap: every trained run, sweep point, merge export and evaluation is reused by its own
+    content key. Those keys say which code each artifact depends on: evaluations and merge exports
+    name theirs (``EVAL_CODE``, ``MERGE_CODE``); trained runs do not (a training fix needs
+    ``clean-runs`` or new run folders), nor do sweep points. With an LLM judge the rerun repeats the
+    pairwise ELO battles."""
     return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook),
                         "code": package_source_sha()})
 

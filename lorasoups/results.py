@@ -102,9 +102,40 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _vm_hwm_kib() -> int | None:
+    """The resident high-water mark since the last :func:`reset_peak_memory` (Linux ``VmHWM``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reset_peak_memory() -> None:
+    """Start a new peak: a kernel that trains or scores several models one after another would
+    otherwise report the largest of all of them for each (``ru_maxrss`` never resets). Linux resets
+    ``VmHWM`` through ``/proc/self/clear_refs``; CUDA through its peak statistics."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux, or not allowed: the process peak is reported instead
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
 def peak_memory() -> dict[str, float | None]:
-    """Peak resident memory of this process and peak CUDA memory, in MiB."""
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """Peak resident memory and peak CUDA memory in MiB since the last :func:`reset_peak_memory`
+    (since the process started where none was made or the platform cannot reset it)."""
+    rss_kib = _vm_hwm_kib()
+    if rss_kib is None:
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cuda = None
     try:
         import torch

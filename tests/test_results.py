@@ -130,3 +130,16 @@ def test_a_namespace_puts_figures_beside_its_results_not_over_the_main_ones(tmp_
         assert paths.figures_dir("cpu") == main / "generated"
         assert paths.results_dir("cpu") == tmp_path / "results" / "cpu" / "generated"
     assert paths.figures_dir("cpu") == tmp_path / "figures" / "cpu" and paths.figures_dir("full") == tmp_path / "figures"
+
+
+def test_peak_memory_can_restart_so_each_run_reports_its_own():
+    """A kernel that trains several runs reports each run's peak, not the largest so far."""
+    import numpy as np
+
+    results.reset_peak_memory()
+    big = np.ones(400 * 2**20 // 8)  # ~400 MiB resident
+    high = results.peak_memory()["cpu_rss_mib"]
+    del big
+    results.reset_peak_memory()
+    low = results.peak_memory()["cpu_rss_mib"]
+    assert high - low > 300

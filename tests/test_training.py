@@ -451,6 +451,12 @@ def test_a_reused_run_reports_its_own_peak_memory_and_time(tiny_dir, tmp_path, m
     rec = json.loads(write_train_result("smoke", "math_code", "skill1", 0, reused, cfg, str(tiny_dir)).read_text())
     assert rec["peak_memory"]["cpu_rss_mib"] == 12345.0
     assert rec["timings_s"] == {"train_last_session": stored["seconds_this_session"]} and rec["reused"] is True
+    capped = dataclasses.replace(cfg, max_batch_tokens=8, per_device_train_batch_size=4)  # splits to 1 x 4
+    run = train_sft(str(tiny_dir), recs, capped, name="peak2")
+    rec = json.loads(write_train_result("smoke", "math_code", "skill2", 0, run, capped, str(tiny_dir)).read_text())
+    assert rec["config"]["per_device_train_batch_size"] == 4  # the request
+    trained_sft = rec["run_config"]["sft"]
+    assert (trained_sft["per_device_train_batch_size"], trained_sft["gradient_accumulation_steps"]) == (1, 4)
 
 
 def test_records_truncated_to_no_completion_are_an_error_not_a_silent_drop(tiny_dir, tmp_path, monkeypatch):

@@ -12,6 +12,10 @@ from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, identity, load
 from lorasoups.data.prepare import setting_datasets
 
+#: The code a merge export (static merges, random alpha, the random-LoRA control, SVD compression)
+#: is built by: part of its cache key, so a fix there rebuilds the export instead of reusing it.
+MERGE_CODE = ("merging",)
+
 
 @lru_cache(maxsize=8)
 def _cached(setting: str, cfg_json: str, profile: str) -> dict[str, Any]:
@@ -53,6 +57,11 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
     found = {k: summary[k] for k in keep if summary.get(k) is not None}
     run_dir = Path(run.run_dir)
     location = run_dir / "soup" if kind == "soup" else Path(run.adapter_dir)
+    # what the run was keyed by and trained with (``config`` above is the stage's request: e.g. the
+    # batch before sft.max_batch_tokens split it, or corpus_epochs before skill_sft applied it)
+    run_config = run_dir / "config.json"
+    trained_with = json.loads(run_config.read_text()).get("config") if run_config.is_file() else None
+    seconds = summary.get("seconds_this_session", summary.get("seconds"))  # LoraHub records "seconds"
     return results.write_result(
         train_result_path(profile, setting, label, seed),
         config=config,
@@ -61,10 +70,11 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
         datasets=datasets or {},
         # the training process's own peak and time (its last session, where it was resumed), also
         # when this call only reused the finished run
-        timings={"train_last_session": summary["seconds_this_session"]} if "seconds_this_session" in summary else None,
+        timings=None if seconds is None else {"train_last_session": seconds},
         peak=summary.get("peak_memory"),
         extra={"label": label, "setting": setting, "seed": seed, "kind": kind,
-               "location": str(location), "run_dir": str(run_dir), "reused": bool(run.reused)},
+               "location": str(location), "run_dir": str(run_dir), "reused": bool(run.reused),
+               **({"run_config": trained_with} if trained_with else {})},
     )
 
 

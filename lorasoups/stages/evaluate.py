@@ -18,7 +18,13 @@ from lorasoups.data import DataConfig, get_entry, get_setting, identity
 from lorasoups.evaluation.generation import GenerationConfig
 from lorasoups.evaluation.reporting import examples_path, read_jsonl, save_evaluation
 from lorasoups.evaluation.tasks import evaluate
-from lorasoups.models import load_base, model_identity, resolve_model_dir, save_tiny_random_llama
+from lorasoups.models import (
+    load_base,
+    model_identity,
+    resolve_device,
+    resolve_model_dir,
+    save_tiny_random_llama,
+)
 from lorasoups.stages.common import data_for, trained
 from lorasoups.stages.config import EvalConfig
 
@@ -95,6 +101,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
                     if net is None:
                         net, tok = load_model(model, models[label])
                     print(f"[{setting}] {label} on {target}: {len(ds)} prompts", flush=True)
+                    results.reset_peak_memory()  # this result's peak, not the kernel's so far
                     start = time.perf_counter()
                     with torch.no_grad():
                         metrics, rows = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]),
@@ -124,24 +131,32 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
     return summary
 
 
-# The code one (model, target) result is computed by: model loading, soup building, decoding,
-# scoring and this stage. Prompts and records are keyed by content (``identity``), trained models by
-# their run folder, so edits to the data generators, training or analysis do not re-decode.
-EVAL_CODE = ("models.py", "merging", "evaluation", "stages/evaluate.py", "stages/common.py", "config.py")
+# The code one (model, target) result is computed by: model loading, decoding, scoring and this
+# stage (a saved soup adds the merging code that rebuilds it; an exported merge is an ordinary PEFT
+# adapter whose own key covers that code). Prompts and records are keyed by content, trained
+# models by their run folder, so edits to data generators, training or analysis do not re-decode.
+EVAL_CODE = ("models.py", "evaluation", "stages/evaluate.py", "config.py")
+#: What of a dataset's identity the key holds: its content and how it was drawn, not where the
+#: mirror lay or why the hub was unreachable this time (that text varies between sessions).
+KEY_IDENTITY = ("name", "split", "source", "version", "fingerprint", "seed", "num_rows", "demonstrations", "dropped")
 
 
 def request_key(base_ident: dict[str, Any], record: dict[str, Any] | None, ds: Any, task: str,
                 gen: GenerationConfig, cfg: EvalConfig) -> str:
     """What one (model, target) result is a function of: the base, the trained model's run folder
     (named by the hash of its config, data and base), the scored items, the task, the decoding, the
-    evaluation settings and the code in ``EVAL_CODE``. A rerun of stage 08 (after a kill, say) reuses a
-    result whose key matches instead of decoding again; anything else is recomputed."""
+    evaluation settings, the device kind (fp32 on CPU, bf16 on CUDA) and the code in ``EVAL_CODE``.
+    A rerun of stage 08 (after a kill, say) reuses a result whose key matches instead of decoding
+    again; anything else is recomputed."""
     rec = record or {}
+    code = EVAL_CODE + (("merging",) if rec.get("kind") == "soup" else ())
+    ident = identity(ds)
     return results.fingerprint({
         "model": base_ident, "trained": {k: rec.get(k) for k in ("kind", "location", "run_dir")},
-        "dataset": identity(ds), "task": task, "generation": to_dict(gen),
+        "dataset": {k: ident[k] for k in KEY_IDENTITY if k in ident}, "task": task, "generation": to_dict(gen),
         "evaluation": {k: v for k, v in to_dict(cfg).items() if k not in ("labels", "elo_labels")},
-        "code": results.package_source_sha(EVAL_CODE),
+        "device": resolve_device("auto").type,
+        "code": results.package_source_sha(code),
     })
 
 

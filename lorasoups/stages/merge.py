@@ -16,8 +16,9 @@ from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, get_entry, identity
 from lorasoups.merging import build, export_adapter
 from lorasoups.models import load_base
-from lorasoups.results import file_sha256, fingerprint
+from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.common import (
+    MERGE_CODE,
     Exported,
     skill_adapters,
     trained,
@@ -113,7 +114,8 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
         over = (overrides or {}).get(method)
         swept = over if over and "params" in over else None
         params = (swept["params"] if swept else over) or merge_params(method, exp, len(adapters), seed, setting)
-        key = fingerprint({"method": method, "params": params, "adapters": adapters, "base": model})
+        key = fingerprint({"method": method, "params": params, "adapters": adapters, "base": model,
+                           "code": package_source_sha(MERGE_CODE)})
         out = paths.runs_dir() / "merges" / f"{setting}-{method}-{key}"
         reused = (out / "adapter_model.safetensors").is_file()
         if not reused:
@@ -144,7 +146,8 @@ def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, pro
                           f"but no train/{setting}/cat--s{seed}.json exists; run stage learn_cat first")
     source = cat["location"]
     key = fingerprint({"method": "cat_svd", "rank": rank, "source": source,
-                       "source_sha256": file_sha256(Path(source) / "adapter_model.safetensors"), "base": model})
+                       "source_sha256": file_sha256(Path(source) / "adapter_model.safetensors"), "base": model,
+                       "code": package_source_sha(MERGE_CODE)})
     out = paths.runs_dir() / "merges" / f"{setting}-cat_svd-{key}"
     reused = (out / REPORT).is_file()
     if reused:

@@ -9,8 +9,9 @@ from typing import Any
 from lorasoups import paths
 from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity
-from lorasoups.results import file_sha256, fingerprint
+from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.common import (
+    MERGE_CODE,
     Exported,
     data_for,
     identities,
@@ -314,7 +315,8 @@ def random_skill_lora(setting: str, adapter: str, skill: int, seed: int) -> Path
     once per (adapter content, seed) under ``runs/controls/``."""
     from lorasoups.merging.random_lora import REPORT, random_lora_like
 
-    key = fingerprint({"source_sha256": file_sha256(Path(adapter) / "adapter_model.safetensors"), "seed": seed})
+    key = fingerprint({"source_sha256": file_sha256(Path(adapter) / "adapter_model.safetensors"), "seed": seed,
+                       "code": package_source_sha(MERGE_CODE)})
     out = paths.runs_dir() / "controls" / f"{setting}-skill{skill}-random-{key}"
     if not (out / REPORT).is_file():
         random_lora_like(adapter, out, seed)
@@ -330,7 +332,8 @@ def random_alpha_cat(model: str, setting: str, seed: int, cfg: SoupTrainConfig, 
 
     adapters = skill_adapters(profile, setting, seed, model)
     params = {"seed": seed, **cfg.soup, "init": "released"}
-    key = fingerprint({"method": "random_alpha", "params": params, "adapters": adapters, "base": model})
+    key = fingerprint({"method": "random_alpha", "params": params, "adapters": adapters, "base": model,
+                       "code": package_source_sha(MERGE_CODE)})
     out = paths.runs_dir() / "merges" / f"{setting}-random_alpha-{key}"
     table_file = out / "alphas.json"
     reused = table_file.is_file()

@@ -28,7 +28,7 @@ from transformers import TrainerCallback
 
 from lorasoups import paths
 from lorasoups.models import MODELS, model_identity, resolve_model_dir, short_name
-from lorasoups.results import file_sha256, fingerprint, peak_memory
+from lorasoups.results import file_sha256, fingerprint, peak_memory, reset_peak_memory
 
 COMPLETE = "COMPLETE"
 CHECKPOINT_OK = "LORASOUPS_CHECKPOINT_OK"
@@ -161,7 +161,9 @@ class Run:
         return json.loads(self.complete_file.read_text())
 
     def start(self) -> None:
-        """Create the directory and write config.json (or check an existing one matches)."""
+        """Create the directory and write config.json (or check an existing one matches); the
+        memory peak recorded at :meth:`finish` counts from here."""
+        reset_peak_memory()
         cfg_file = self.dir / "config.json"
         text = json.dumps({"kind": self.kind, "name": self.name, "key": self.key, "config": self.config},
                           indent=2, sort_keys=True, default=str)
