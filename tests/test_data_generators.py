@@ -121,3 +121,17 @@ def test_reading_comprehension_answers_are_spans_of_their_context():
         not_in += r["completion"] == "Not in context"
         assert r["completion"] == "Not in context" or r["completion"] in ctx
     assert 0 < not_in < 100
+
+
+def test_reading_lexicon_names_every_term_product_and_disease_once():
+    """One fact per name: a disease or product shared by two terms would teach contradictions."""
+    from lorasoups.data import gen_reading
+
+    for seed in (0, 1, 2):
+        terms = gen_reading.lexicon(seed)
+        names = [t.name for t in terms] + [t.partner for t in terms]
+        assert len(set(names)) == len(names) == 2 * gen_reading.N_TERMS
+        for field in ("product", "disease"):
+            values = [getattr(t, field) for t in terms]
+            assert len(set(values)) == len(values), (seed, field)
+        assert not {t.product for t in terms} & set(names)

@@ -13,8 +13,10 @@ import random
 from dataclasses import dataclass
 
 # reading-2 (the gate of seed 0 found reading-1's corpus of 60 paragraphs, ~4k tokens, one optimiser
-# step in 2048-token blocks): 160 terms, each stated by three textbook paragraphs worded apart
-GENERATOR_VERSION = "reading-2"
+# step in 2048-token blocks): 160 terms, each stated by three textbook paragraphs worded apart.
+# reading-3: every disease and product name is drawn once (reading-2 gave 9 diseases and 14
+# products to two terms each, so "X syndrome is caused by a loss of ..." taught contradictions)
+GENERATOR_VERSION = "reading-3"
 N_TERMS = 160  # the invented domain is fixed by the seed; sizes only truncate
 
 _SYL = ("bra", "cel", "dor", "fy", "gli", "hep", "ixo", "kyr", "lum", "myo", "nep", "oph", "pyr", "quo", "rax",
@@ -54,12 +56,20 @@ def lexicon(seed: int) -> list[Term]:
         t = _term(rng, _ENDS)
         if t not in names:
             names.append(t)
+    used = set(names)
+
+    def fresh(suffixes: tuple[str, ...]) -> str:  # a name no other term, product or disease has
+        while (name := _term(rng, suffixes)) in used:
+            pass
+        used.add(name)
+        return name
+
     terms = []
     for i in range(N_TERMS):
         terms.append(Term(
             name=names[i], klass=rng.choice(CLASSES), organ=rng.choice(ORGANS), organism=rng.choice(ORGANISMS),
-            partner=names[N_TERMS + i], substrate=rng.choice(SUBSTRATES), product=_term(rng, ("ate", "ol", "ene")),
-            disease=_term(rng, ("osis", "itis", "emia")).capitalize() + " syndrome", symptom=rng.choice(SYMPTOMS),
+            partner=names[N_TERMS + i], substrate=rng.choice(SUBSTRATES), product=fresh(("ate", "ol", "ene")),
+            disease=fresh(("osis", "itis", "emia")).capitalize() + " syndrome", symptom=rng.choice(SYMPTOMS),
             discoverer=rng.choice(SURNAMES), year=rng.randint(1931, 2019),
         ))
     return terms

@@ -98,7 +98,7 @@ def _manual_questions(salt: str) -> Callable[[Entry, str, int, int], Records]:
 
 
 def _jargon_corpus(entry: Entry, split: str, size: int, seed: int) -> Records:
-    # term by term, so a smaller size keeps whole terms (all three wordings of each)
+    # term by term: a size that is a multiple of 3 keeps whole terms (all three wordings of each)
     texts = [p for t in gen_reading.lexicon(seed) for p in gen_reading.textbook_passages(t)]
     return [{"id": f"gen:biomed_textbooks:{seed}:{i}", "text": x} for i, x in enumerate(texts[:size])]
 

@@ -63,3 +63,38 @@ def check_leakage(target: Iterable[dict[str, Any]], skills: Mapping[str, Iterabl
     if leaks:
         shown = "; ".join(f"target '{t}' appears in skill '{s}' record '{r}'" for t, s, r in leaks[:5])
         raise DataError(f"{len(leaks)} target example(s) appear verbatim in skill training data: {shown}")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+class ScoredOverlap:
+    """What a held-out record (a target's validation pool, drawn from a larger source than its test
+    file) must not share with the scored items: their question, word for word or nearly (token
+    Jaccard >= ``near``: a reworded copy of a question came back in a later BioASQ batch), their
+    answer, or a passage of their context (``min_chars`` or longer)."""
+
+    def __init__(self, scored: Iterable[dict[str, Any]], near: float = 0.8, min_chars: int = 20):
+        scored = list(scored)
+        self.near, self.min_chars = near, min_chars
+        self.questions = {_norm(r["question"]) for r in scored}
+        self.question_tokens = [_tokens(r["question"]) for r in scored]
+        self.answers = {_norm(r["answer"]) for r in scored}
+        self.contexts = [_norm(r.get("context") or "") for r in scored]
+
+    def reason(self, question: str, answer: str, passages: Iterable[str]) -> str | None:
+        """Why the record overlaps a scored item (None when it does not)."""
+        if _norm(question) in self.questions:
+            return "same question"
+        toks = _tokens(question)
+        for other in self.question_tokens:
+            if toks and other and len(toks & other) / len(toks | other) >= self.near:
+                return "nearly the same question"
+        if _norm(answer) in self.answers:
+            return "same answer"
+        for passage in passages:
+            p = _norm(passage)
+            if len(p) >= self.min_chars and any(p in c for c in self.contexts):
+                return "a passage of a scored context"
+        return None

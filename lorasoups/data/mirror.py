@@ -66,20 +66,20 @@ def read_sft(entry: Entry, files: list[Path], output_field: str = "output") -> P
     """Alpaca-shaped files: instruction, input (may be empty), output.
 
     A record with an empty output has nothing to learn; it is left out and *counted* (with its
-    lines) in the dataset's provenance, never dropped silently.
+    ids) in the dataset's provenance, never dropped silently.
     """
     (f,) = files
     recs, empty = [], []
     for row in _nonempty(read_records(f), f):
         output = row.get(output_field, allow_empty=True)
         if not output.strip():
-            empty.append(row.line)
+            empty.append(row.ident())
             continue
         recs.append(F.sft_record(_id(row), row.get("instruction"), output,
                                  row.get("input", allow_empty=True) if "input" in row.data else ""))
     if not recs:
         raise DataError(f"{f}: every record has an empty '{output_field}'")
-    return {"train": recs, **({"_dropped": {"empty output (lines)": empty}} if empty else {})}  # type: ignore[dict-item]
+    return {"train": recs, **({"_dropped": {"empty output (ids)": empty}} if empty else {})}  # type: ignore[dict-item]
 
 
 def read_alpaca_libre(entry: Entry, files: list[Path]) -> Pools:
@@ -183,43 +183,46 @@ _RC = re.compile(r"Context:\s*(?P<context>.*?)\s*\n\nQuestion:\s*(?P<question>.*
 
 
 #: The authors' RC test items have 1 to 7 gold snippets (all 123 of them found among the BioASQ
-#: golden batches: their context is exactly the snippets joined by ". "); held-out items are taken alike.
+#: golden batches); held-out items are taken alike.
 RC_MAX_SNIPPETS = 7
 
 
-def _normal_question(q: str) -> str:
-    return " ".join(q.lower().split())
+def rc_context(snippets: list[str]) -> str:
+    """A BioASQ context as the authors built theirs from the gold snippets: joined by ". " with a
+    final "." (it reproduces every one of the 123 test contexts found in the golden batches)."""
+    return (". ".join(snippets) + ".").strip()
 
 
 def read_bioasq_heldout(f: Path, test: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """BioASQ factoid questions from the golden batches that are not in the RC test file (by the
-    file's flag and by normalised question text), in the test file's layout: context = the gold
-    snippets joined as the authors joined them, answer = the first ideal answer. The target's
-    held-out pool: the oracle's training data and the sweep's validation set, never scored."""
-    scored = {_normal_question(r["question"]) for r in test}
+    """BioASQ factoid questions from the golden batches that share nothing with the RC test file
+    (its flag; :class:`~lorasoups.data.leakage.ScoredOverlap`: question, near-question, answer or a
+    snippet), in the test file's layout: context = :func:`rc_context`, answer = the first ideal
+    answer. The target's held-out pool: the oracle's training data and the sweep's validation set."""
+    from lorasoups.data.leakage import ScoredOverlap
+
+    scored = ScoredOverlap(test)
     recs, seen = [], set()
     for row in _nonempty(read_records(f), f):
-        question = row.get("question")
+        question = row.get("question").strip()
         snippets, ideal = row.get("snippets", list), row.get("ideal_answer", list)
-        key = _normal_question(question)
-        flag = row.data.get("in_lorasoups_rc_test", False)  # optional: the question text decides too
+        flag = row.data.get("in_lorasoups_rc_test", False)  # optional: the overlap check decides too
         if not isinstance(flag, bool):
             raise DataError(f"{row.where()}: field 'in_lorasoups_rc_test' should be true or false, got {flag!r}")
-        if flag or key in scored or key in seen:
-            continue
-        if not 1 <= len(snippets) <= RC_MAX_SNIPPETS:
-            continue
         texts = []
         for i, snip in enumerate(snippets):
             if not isinstance(snip, dict) or not isinstance(snip.get("text"), str) or not snip["text"].strip():
                 raise DataError(f"{row.where()}: field 'snippets' item {i} has no non-empty 'text'")
-            texts.append(snip["text"].strip())
+            texts.append(snip["text"])
         if not ideal or not isinstance(ideal[0], str) or not ideal[0].strip():
             raise DataError(f"{row.where()}: field 'ideal_answer' should start with a non-empty string")
+        key = " ".join(question.lower().split())
+        if flag or key in seen or not 1 <= len(texts) <= RC_MAX_SNIPPETS:
+            continue
+        if scored.reason(question, ideal[0], texts) is not None:
+            continue
         seen.add(key)
-        context = ". ".join(texts) + "."
-        recs.append(_qa(row, question.strip(), ideal[0].strip(), context,
-                        instruction=F.rc_instruction(context, question.strip())))
+        context = rc_context(texts)
+        recs.append(_qa(row, question, ideal[0].strip(), context, instruction=F.rc_instruction(context, question)))
     return recs
 
 

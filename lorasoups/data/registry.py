@@ -154,7 +154,7 @@ _ENTRIES = [
           license="CC BY-SA 4.0", missing="SQuAD v2 is not in the mirror"),
     Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
           "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json", "bioasq-factoid/bioasq_factoid_7b-11b.jsonl"),
-          mirror_size=201 + 363, mirror_note="validation: 363 held-out BioASQ factoid questions (golden batches 7b-11b, not in the test file, 1-7 snippets as the test items)",
+          mirror_size=201 + 358, mirror_note="validation: 358 held-out BioASQ factoid questions (golden batches 7b-11b; 1-7 snippets as the test items; none shares a question, a near-question, an answer or a snippet with the test file)",
           generator="jargon_questions", generated_size=200, splits=_TARGET, demos="rc_fewshot", max_length=2048,
           license="BioASQ terms of use; released with the paper's code", missing="not on the hub"),
     # rc-0 (a context + question in the test file's own layout) is the BioASQ prompt's demo; it is

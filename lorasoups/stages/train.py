@@ -227,7 +227,7 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
 def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):
     """The ``oracle``'s training set: held-out records of each target, never scored (the pool
     :func:`lorasoups.stages.common.tuning_examples` tunes on): the run's source where it has such a
-    pool (BioASQ: 363 golden-batch questions outside the RC test file), else the target's generated
+    pool (BioASQ: 358 golden-batch questions that share nothing with the RC test file), else the target's generated
     suite (disjoint from every scored item by its hash partition); targets taken in turn, at most
     the profile's ``oracle_data`` size. Returns
     ``(dataset, None)``, or ``(None, why)`` where a target's suite holds fewer than ``min_records``

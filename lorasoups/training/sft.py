@@ -66,7 +66,8 @@ class SftConfig:
     is always packed (TRL's ``wrapped`` strategy: blocks of ``max_length`` tokens, nothing cut off)."""
     lengths: Literal["paper", "uniform"] = "paper"
     """``paper``: a skill LoRA trains at the sequence length the paper used for its data where the
-    registry gives one (2048 for reading comprehension, 100 for the QABot manuals; §B.2), else
+    registry gives one (§B.2: 2048 for SQuAD and BioASQ, 100 for the QABot manuals; 256 for the
+    generated biomedical stand-in corpus), else
     ``max_length``. ``uniform``: ``max_length`` for every dataset."""
     completion_only_loss: bool | None = None
     """None: completion-only for prompt/completion data, full LM loss for ``text`` corpora."""
