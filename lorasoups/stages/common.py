@@ -71,7 +71,8 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
         # the training process's own peak and time (its last session, where it was resumed), also
         # when this call only reused the finished run
         timings=None if seconds is None else {"train_last_session": seconds},
-        peak=summary.get("peak_memory"),
+        # a run finished before runs stored their peak: unknown, not the reader's
+        peak=summary.get("peak_memory") or ({"cpu_rss_mib": None, "cuda_mib": None} if run.reused else None),
         extra={"label": label, "setting": setting, "seed": seed, "kind": kind,
                "location": str(location), "run_dir": str(run_dir), "reused": bool(run.reused),
                **({"run_config": trained_with} if trained_with else {})},
