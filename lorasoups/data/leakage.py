@@ -16,7 +16,9 @@ from lorasoups.data.errors import DataError
 _WS = re.compile(r"\s+")
 
 
-def _norm(text: str) -> str:
+def normalise(text: str) -> str:
+    """Whitespace- and case-normalised text: the form every comparison here (and a pool's own
+    de-duplication) uses."""
     return _WS.sub(" ", text).strip().lower()
 
 
@@ -38,14 +40,14 @@ def find_leaks(target: Iterable[dict[str, Any]], skills: Mapping[str, Iterable[d
     for name, recs in skills.items():
         parts, offsets, pos = [], [], 0
         for i, r in enumerate(recs):
-            t = _norm(_skill_text(r))
+            t = normalise(_skill_text(r))
             offsets.append((pos, str(r.get("id", i))))
             parts.append(t)
             pos += len(t) + 3
         joined[name] = ("\n\x00\n".join(parts), offsets)
     leaks = []
     for j, rec in enumerate(target):
-        key = _norm(_key(rec))
+        key = normalise(_key(rec))
         if len(key) < min_chars:
             continue
         for name, (blob, offsets) in joined.items():
@@ -78,23 +80,23 @@ class ScoredOverlap:
     def __init__(self, scored: Iterable[dict[str, Any]], near: float = 0.8, min_chars: int = 20):
         scored = list(scored)
         self.near, self.min_chars = near, min_chars
-        self.questions = {_norm(r["question"]) for r in scored}
+        self.questions = {normalise(r["question"]) for r in scored}
         self.question_tokens = [_tokens(r["question"]) for r in scored]
-        self.answers = {_norm(r["answer"]) for r in scored}
-        self.contexts = [_norm(r.get("context") or "") for r in scored]
+        self.answers = {normalise(r["answer"]) for r in scored}
+        self.contexts = [normalise(r.get("context") or "") for r in scored]
 
     def reason(self, question: str, answer: str, passages: Iterable[str]) -> str | None:
         """Why the record overlaps a scored item (None when it does not)."""
-        if _norm(question) in self.questions:
+        if normalise(question) in self.questions:
             return "same question"
         toks = _tokens(question)
         for other in self.question_tokens:
             if toks and other and len(toks & other) / len(toks | other) >= self.near:
                 return "nearly the same question"
-        if _norm(answer) in self.answers:
+        if normalise(answer) in self.answers:
             return "same answer"
         for passage in passages:
-            p = _norm(passage)
+            p = normalise(passage)
             if len(p) >= self.min_chars and any(p in c for c in self.contexts):
                 return "a passage of a scored context"
         return None

@@ -198,7 +198,7 @@ def read_bioasq_heldout(f: Path, test: list[dict[str, Any]]) -> list[dict[str, A
     (its flag; :class:`~lorasoups.data.leakage.ScoredOverlap`: question, near-question, answer or a
     snippet), in the test file's layout: context = :func:`rc_context`, answer = the first ideal
     answer. The target's held-out pool: the oracle's training data and the sweep's validation set."""
-    from lorasoups.data.leakage import ScoredOverlap
+    from lorasoups.data.leakage import ScoredOverlap, normalise
 
     scored = ScoredOverlap(test)
     recs, seen = [], set()
@@ -215,7 +215,7 @@ def read_bioasq_heldout(f: Path, test: list[dict[str, Any]]) -> list[dict[str, A
             texts.append(snip["text"])
         if not ideal or not isinstance(ideal[0], str) or not ideal[0].strip():
             raise DataError(f"{row.where()}: field 'ideal_answer' should start with a non-empty string")
-        key = " ".join(question.lower().split())
+        key = normalise(question)
         if flag or key in seen or not 1 <= len(texts) <= RC_MAX_SNIPPETS:
             continue
         if scored.reason(question, ideal[0], texts) is not None:

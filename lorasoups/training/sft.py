@@ -39,9 +39,13 @@ from lorasoups.training.runs import (
     wait_for_everyone,
 )
 
+#: SftConfig fields folded into others before a run is keyed (corpus_epochs into the epochs by
+#: skill_sft, max_batch_tokens into the batch by fit_batch): left out of the run key, so runs keyed
+#: before they existed stay valid.
+_FOLDED_FIELDS = ("corpus_epochs", "max_batch_tokens")
 #: SftConfig fields that are not SFTConfig arguments (LoRA, precision, our own switches).
 _OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision", "base_dtype", "trainer", "lengths",
-               "corpus_epochs", "max_batch_tokens")
+               *_FOLDED_FIELDS)
 
 
 @dataclass
@@ -399,9 +403,7 @@ def train_sft(
         "base": base_identity(base, list(merge_adapters)),
         "train_data": dataset_fingerprint(train_dataset),
         "eval_data": dataset_fingerprint(eval_dataset),
-        # corpus_epochs and max_batch_tokens are folded into epochs and batch before this point
-        # (skill_sft, fit_batch): left out of the key, so runs keyed before they existed stay valid
-        "sft": {k: v for k, v in to_dict(cfg).items() if k not in ("corpus_epochs", "max_batch_tokens")},
+        "sft": {k: v for k, v in to_dict(cfg).items() if k not in _FOLDED_FIELDS},
         "resolved": resolved_precision(cfg),
     })
     if run.is_complete():
