@@ -66,7 +66,7 @@ def test_combine():
     assert verdicts.combine(["does not hold", "not run"]) == "does not hold"  # one failure decides
 
 
-def test_claims_on_a_setting(root):
+def test_claims_on_a_setting(root, monkeypatch):
     # per seed: base 0/40, skill1 right on items 0-9, skill2 on 10-19, cat on 0-29, datamix on 0-4,
     # cat_static equals cat; seed 1 the same.
     for s in (0, 1):
@@ -99,6 +99,14 @@ def test_claims_on_a_setting(root):
     text = Path(out.files[0]).read_text()
     assert out.numbers["1/math_code"] == "inconclusive" and out.numbers["3/math_code"] == "inconclusive"
     assert "CAT (learned) - DATA-MIX: +0.625 [" in text and "seeds 0, 1;" in text
+    # every comparison shows its own verdict; the claim's comes once, on its first row
+    rows = [line for line in text.splitlines() if line.startswith("| 2 CAT beats TIES") or "CAT (learned) - DARE" in line]
+    assert rows[0].endswith("| not run | not run |") and rows[1].endswith("| not run |  |")
+    partial = verdicts.make_verdicts("cpu", expected=[0, 1, 2])
+    assert "math_code (partial: seeds 0, 1 of 0, 1, 2)" in partial.table
+    assert "results namespace" not in partial.table
+    monkeypatch.setenv("LORASOUPS_NAMESPACE", "generated")
+    assert "results namespace 'generated'" in verdicts.verdicts_table([], "cpu", "seeds 0")
     assert "qabot: no eval results" in out.notes
 
 

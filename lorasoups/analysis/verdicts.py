@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from lorasoups import paths
 from lorasoups.analysis import load
 from lorasoups.analysis.methods import display_name
 from lorasoups.analysis.outcome import Outcome
@@ -197,18 +198,27 @@ def _fmt_row(r: dict[str, Any]) -> str:
     return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] ({seeds}; {r['n_items']} items{absent}){measured}"
 
 
-def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str) -> str:
-    """The markdown the README's results section quotes."""
-    lines = [f"**Verdicts per claim** (profile {profile}; {seeds_note}; difference of per-item scores, "
+def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str,
+                   expected: Sequence[int] | None = None) -> str:
+    """The markdown the README's results section quotes: a row per comparison with its own verdict,
+    and the claim's verdict on the setting (the conjunction) on the claim's first row. A setting
+    judged on fewer seeds than ``expected`` (the profile's) is marked partial."""
+    ns = paths.namespace()
+    where = f"profile {profile}" + (f", results namespace '{ns}'" if ns else "")
+    lines = [f"**Verdicts per claim** ({where}; {seeds_note}; difference of per-item scores, "
              "mean over seeds [95 % bootstrap interval over items]; rules in `lorasoups/analysis/verdicts.py`)",
-             "", "| claim | setting | gate | comparison: difference [95 % CI] | verdict |", "|---|---|---|---|---|"]
+             "", "| claim | setting | gate | comparison: difference [95 % CI] | comparison | claim on the setting |",
+             "|---|---|---|---|---|---|"]
     text = {c.key: c.text for c in CLAIMS}
     for res in results:
+        setting = res["setting"]
+        if expected and set(res["seeds"]) < set(expected):
+            setting += f" (partial: seeds {', '.join(map(str, res['seeds']))} of {', '.join(map(str, expected))})"
         for i, r in enumerate(res["comparisons"]):
             first = i == 0
             lines.append(f"| {res['claim'] + ' ' + text[res['claim']] if first else ''} | "
-                         f"{res['setting'] if first else ''} | {res['gate'] if first else ''} | "
-                         f"{r['comparison']}: {_fmt_row(r)} | {res['verdict'] if first else r['verdict']} |")
+                         f"{setting if first else ''} | {res['gate'] if first else ''} | "
+                         f"{r['comparison']}: {_fmt_row(r)} | {r['verdict']} | {res['verdict'] if first else ''} |")
     lines += ["", "Per claim, over settings:"]
     for c in CLAIMS:
         by: dict[str, list[str]] = {}
@@ -219,8 +229,10 @@ def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str)
     return "\n".join(lines)
 
 
-def make_verdicts(profile: str, seeds: list[int] | None = None) -> Outcome:
-    """Every claim on every setting with eval results; ``verdicts.md`` in ``figures_dir(profile)``."""
+def make_verdicts(profile: str, seeds: list[int] | None = None, expected: Sequence[int] | None = None) -> Outcome:
+    """Every claim on every setting with eval results; ``verdicts.md`` in ``figures_dir(profile)``
+    (of the results namespace, as the results). ``expected``: the seeds the study is to have (a
+    setting with fewer is marked partial in the table)."""
     out = Outcome("verdicts", "a verdict per claim of the paper", profile)
     results, used = [], set()
     for setting in SETTINGS:
@@ -240,7 +252,7 @@ def make_verdicts(profile: str, seeds: list[int] | None = None) -> Outcome:
     if not results:
         out.missing = [load.root(profile) / "eval"]
         return out
-    out.table = verdicts_table(results, profile, f"seeds {', '.join(map(str, sorted(used)))}")
+    out.table = verdicts_table(results, profile, f"seeds {', '.join(map(str, sorted(used)))}", expected)
     out.numbers = {f"{r['claim']}/{r['setting']}": r["verdict"] for r in results}
     out.files = [save_table(out.table, out.name, profile)]
     return out
@@ -255,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, action="append", help="only these seeds (default: every seed found)")
     args = ap.parse_args(argv)
-    out = make_verdicts(args.profile, args.seed)
+    from lorasoups.pipeline import resolve  # the profile's seeds (here only: pipeline imports the stages)
+
+    out = make_verdicts(args.profile, args.seed, resolve(args.profile)["experiment"].seeds)
     print(out.table or f"no eval results under {load.root(args.profile) / 'eval'}")
     for f in out.files:
         print(f"wrote {f}")
