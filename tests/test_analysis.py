@@ -95,9 +95,18 @@ def build_results(root: Path) -> None:
         rows = [{"module": m, "layer": int(m.split(".")[4]), "kind": m.rsplit(".", 1)[1], "group": m,
                  "skill": skill, "alpha": values[2 * i + j]}
                 for i, m in enumerate(MODULES) for j, skill in enumerate(("metamathqa", "code_alpaca"))]
+        # the drift as a learned run logs it: per step, mean and max |alpha - alpha_0| per skill
+        drift = [{"step": st, "mean": {"metamathqa": d, "code_alpaca": d / 2}, "max": {"metamathqa": 2 * d, "code_alpaca": d}}
+                 for st, d in ((0, 0.0), (5, 0.1 * (seed + 1)), (10, 0.2 * (seed + 1)))]
         write_result(root / "train" / "math_code" / f"cat--s{seed}.json", config={"lr": 1e-3},
-                     metrics={"train_loss": 1.0, "eval_loss": 1.0, "alphas": rows}, model={"base": "tiny-random-llama"},
-                     extra={"label": "cat", "setting": "math_code", "seed": seed})
+                     metrics={"train_loss": 1.0, "eval_loss": 1.0, "alphas": rows, "alpha_drift": drift,
+                              "eval_points": [{"step": 0, "eval_loss": 0.5}, {"step": 10, "eval_loss": 0.4}],
+                              "eval_loss_before": 0.5, "eval_loss_best": 0.4, "best_step": 10},
+                     model={"base": "tiny-random-llama"}, extra={"label": "cat", "setting": "math_code", "seed": seed})
+    write_result(root / "train" / "math_code" / "cat_paper--s0.json", config={"lr": 1e-3},  # drift without alphas
+                 metrics={"alpha_drift": [{"step": 0, "mean": {"a": 0.0}, "max": {"a": 0.0}},
+                                          {"step": 3, "mean": {"a": 2e-4}, "max": {"a": 3e-4}}]},
+                 model={"base": "tiny-random-llama"}, extra={"label": "cat_paper", "setting": "math_code", "seed": 0})
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +302,19 @@ def test_alphas_by_layer_mean_alphas(env):
     with pytest.raises(ValueError, match="other"):
         mean_alphas([[{"module": "m", "skill": "a", "alpha": 0.2}],
                     [{"module": "n", "skill": "a", "alpha": 0.6}]])
+
+
+def test_alpha_drift_per_recipe_and_seed(env):
+    out = analysis.make("alpha_drift", "synthetic")
+    assert [f.name for f in out.files] == ["alpha_drift_math_code.png", "alpha_drift_math_code.pdf"]
+    # seed 1 at its last step: mean over skills of (0.4, 0.2) = 0.3, the largest of (0.8, 0.4) = 0.8
+    assert out.numbers["math_code/cat/s1"] == {"steps": 10, "final_drift_mean": "3.0e-01", "final_drift_max": "8.0e-01",
+                                               "eval_loss_before": 0.5, "eval_loss_best": 0.4, "best_step": 10}
+    assert out.numbers["math_code/cat_paper/s0"]["final_drift_mean"] == "2.0e-04"
+    from lorasoups.analysis.ablations import drift_series
+
+    with pytest.raises(analysis.ResultsError, match="alpha_drift is missing"):
+        drift_series({"metrics": {}, "path": "x.json"})
 
 
 def test_pdf_has_no_creation_date_and_is_reproducible(env):

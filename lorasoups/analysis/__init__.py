@@ -32,6 +32,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "figure_10c": ("prompt_robustness", "make_figure_10c"),  # 2 + 4
     "figure_9": ("ablations", "make_figure_9"),  # learned vs static CAT (the paper's Table 3 is hub-only)
     "alphas_by_layer": ("ablations", "make_alphas_by_layer"),
+    "alpha_drift": ("ablations", "make_alpha_drift"),  # per recipe: did alpha move at all
     "verdicts": ("verdicts", "make_verdicts"),  # a verdict per claim of the paper (README "Results")
     # beyond the paper (configs/beyond/): one figure + summary.json per experiment
     "beyond_granularity": ("beyond", "make_beyond_granularity"),

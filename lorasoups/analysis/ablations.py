@@ -10,6 +10,10 @@
   not call :func:`~lorasoups.merging.plot_alphas` because that draws one row per module (150 rows
   for a 30-layer model) with a one-line title, while a paper figure needs layers along x and the
   profile / model / seeds caption.
+* ``alpha_drift``: how far the alphas moved from their start during learning (mean and largest
+  |alpha - alpha_0| over modules and skills, per logged step) beside the validation loss, for each
+  learned-CAT recipe run (the default ``cat``, the paper's ``cat_paper``) and the ``cat_random``
+  control, one file per setting (``alpha_drift_<setting>``): whether a recipe moved alpha at all.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lorasoups.analysis import load
+from lorasoups.analysis.load import ResultsError
 from lorasoups.analysis.methods import method_scores, plot_method_bars
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
@@ -205,5 +210,76 @@ def make_alphas_by_layer(profile: str, seeds: list[int] | None = None) -> Outcom
     return out
 
 
-__all__ = ["alpha_heatmap", "figure_9_table", "learned_vs_static", "make_alphas_by_layer", "make_figure_9",
+#: learned runs whose alpha drift is drawn: every recipe of Figure 9, and the random-LoRA control
+DRIFT_LABELS = (*LEARNED_CAT, "cat_random")
+
+
+def drift_series(record: dict[str, Any]) -> dict[str, Any]:
+    """Per logged step of a learned run: mean and max |alpha - alpha_0| (mean / max over skills of
+    the per-skill figures the run logged) and the validation loss points."""
+    m, path = record["metrics"], record["path"]
+    drift, points = m.get("alpha_drift"), m.get("eval_points")
+    if not isinstance(drift, list) or not drift:
+        raise ResultsError(f"{path}: metrics.alpha_drift is missing or empty (a learned CAT run records it)")
+    rows = []
+    for i, d in enumerate(drift):
+        if not isinstance(d, dict) or not all(k in d for k in ("step", "mean", "max")):
+            raise ResultsError(f"{path}: metrics.alpha_drift[{i}]: needs 'step', 'mean' and 'max'")
+        rows.append((int(d["step"]), float(np.mean(list(d["mean"].values()))), float(max(d["max"].values()))))
+    loss = [(int(p["step"]), float(p["eval_loss"])) for p in points or []]
+    return {"steps": [r[0] for r in rows], "mean": [r[1] for r in rows], "max": [r[2] for r in rows],
+            "loss_steps": [p[0] for p in loss], "loss": [p[1] for p in loss]}
+
+
+def drift_figure(series: dict[tuple[str, int], dict[str, Any]], title: str) -> Figure:
+    """Left: |alpha - alpha_0| per step (solid: mean, dotted: largest), right: validation loss."""
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    ax_d, ax_l = fig.subplots(1, 2)
+    colours = {lb: f"C{i}" for i, lb in enumerate(DRIFT_LABELS)}
+    for (label, seed), s in sorted(series.items()):
+        tag = f"{label} s{seed}"
+        ax_d.plot(s["steps"], s["mean"], color=colours[label], marker=".", label=f"{tag} (mean)")
+        ax_d.plot(s["steps"], s["max"], color=colours[label], linestyle=":", label=f"{tag} (largest)")
+        if s["loss"]:
+            ax_l.plot(s["loss_steps"], s["loss"], color=colours[label], marker=".", label=tag)
+    ax_d.set_xlabel("step")
+    ax_d.set_ylabel("|alpha - alpha_0|")
+    ax_d.set_yscale("symlog", linthresh=1e-4)  # the paper's recipe moves alpha by ~1e-4, ours by ~0.3
+    ax_d.legend(fontsize=7)
+    ax_l.set_xlabel("step")
+    ax_l.set_ylabel("validation loss")
+    ax_l.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def make_alpha_drift(profile: str, seeds: list[int] | None = None) -> Outcome:
+    out = Outcome("alpha_drift", "alpha drift during learning, per recipe", profile)
+    absent: list[Path] = []
+    for setting in SETTINGS:
+        s_seeds = load.resolve_seeds(profile, setting, seeds, folder="train")
+        files = {(lb, s): load.train_path(profile, setting, lb, s) for lb in DRIFT_LABELS for s in s_seeds}
+        found = {k: f for k, f in files.items() if f.is_file()}
+        if not any(lb == "cat" for lb, _ in found):
+            absent += [files["cat", s] for s in s_seeds]
+            continue
+        recs = {k: load.train_record(f) for k, f in found.items()}
+        series = {k: drift_series(r) for k, r in recs.items()}
+        models = ", ".join(sorted({r["model"] for r in recs.values()}))
+        title = f"Alpha drift during learning, {setting}\nprofile {profile} · model {models} · seeds {', '.join(map(str, s_seeds))}, a line each"
+        out.files += save_figure(drift_figure(series, title), f"alpha_drift_{setting}", profile)
+        for (label, seed), s in series.items():
+            m = recs[label, seed]["metrics"]
+            out.numbers[f"{setting}/{label}/s{seed}"] = {
+                "steps": s["steps"][-1], "final_drift_mean": f"{s['mean'][-1]:.1e}", "final_drift_max": f"{s['max'][-1]:.1e}",
+                "eval_loss_before": m.get("eval_loss_before"), "eval_loss_best": m.get("eval_loss_best"),
+                "best_step": m.get("best_step")}
+    if out.files:
+        out.notes += [f"no learned CAT run: {p.relative_to(load.root(profile))}" for p in absent]
+    else:
+        out.missing = absent
+    return out
+
+
+__all__ = ["alpha_heatmap", "drift_figure", "drift_series", "make_alpha_drift", "figure_9_table", "learned_vs_static", "make_alphas_by_layer", "make_figure_9",
            "mean_alphas", "primary_metric"]
