@@ -47,9 +47,10 @@ test: $(STAMP)
 
 # The CPU study (configs/cpu.yaml, README "The CPU study"): first the informativeness gate, which
 # trains what it needs (skill LoRAs, DATA-MIX and the oracle) through the pipeline, then every stage.
-# Both resume where a stopped run left off. STUDY_CONFIG layers a YAML on top (e.g. one setting).
+# Both resume where a stopped run left off. STUDY_CONFIG layers YAMLs on top, in order (e.g. one setting,
+# then configs/study/seed1.yaml for its next seed).
 STUDY_CONFIG ?=
-STUDY_ARGS = --profile cpu $(if $(STUDY_CONFIG),--config $(STUDY_CONFIG))
+STUDY_ARGS = --profile cpu $(foreach c,$(STUDY_CONFIG),--config $(c))
 gate: $(STAMP)
 	$(PY) -m lorasoups.pipeline run $(STUDY_ARGS) --stage prepare_data --stage train_skills --stage train_datamix
 	$(PY) -m lorasoups.stages.gate $(STUDY_ARGS) $(GATE_ARGS)
