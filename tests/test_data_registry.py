@@ -128,7 +128,12 @@ def test_mirror_sizes_match_the_files_counted_independently():
     assert len(load("count_format7", "test", source="mirror")) == 417
     raw = [json.loads(x) for x in (MIRROR / "alpaca-libre/alpaca_libre_tasks_v1.jsonl").read_text().splitlines()]
     ok = [r for r in raw if r["status"] == "ok" and r["output"].strip()]
-    assert sum(len(load("alpaca", s, source="mirror")) for s in ("train", "validation", "test")) == len(ok)
+    assert sum(len(load("alpaca_libre", s, source="mirror")) for s in ("train", "validation", "test")) == len(ok)
+    # the QABot's instruction skill: the Stanford Alpaca 5k sample (issue 17), its 2 empty outputs counted out
+    stanford = json.loads((MIRROR / "stanford-alpaca-5k/alpaca_5000.json").read_text())
+    assert sum(len(load("alpaca", s, source="mirror")) for s in ("train", "validation", "test")) == len(stanford) - 2
+    assert identity(load("alpaca", "train", source="mirror"))["dropped"] == {
+        "empty output (ids)": ["alpaca_5000.json#2335", "alpaca_5000.json#4658"]}
     hard = load("gsm_hard", "test", source="mirror")
     assert hard[0]["target"] == -9867630.0 and "def solution" in hard[0]["code"]
 
@@ -152,7 +157,7 @@ def test_auto_falls_to_generated_without_a_mirror(monkeypatch, tmp_path):
     monkeypatch.setattr("lorasoups.paths.data_mirror", lambda: None)
     ident = identity(load("gsm_hard", "test", size=4))
     assert ident["source"] == "generated" and set(ident["skipped_sources"]) == {"hub", "mirror"}
-    assert identity(load("squad", "train", size=4))["source"] == "generated"  # never in the mirror
+    assert identity(load("squad", "train", size=4))["source"] == "generated"  # no mirror here
 
 
 def test_sft_records_suit_trl_prompt_completion():
@@ -192,8 +197,8 @@ def test_unknown_names_splits_and_sources_suggest():
         load("gsm_hard", "test", source="miror")
     with pytest.raises(DataError, match="has no 'train' split"):
         load("gsm_hard", "train")
-    with pytest.raises(DataError, match="no mirror source.*SQuAD v2 is not in the mirror"):
-        load("squad", "train", source="mirror")
+    with pytest.raises(DataError, match="no mirror source.*bioasq_train_textbooks.txt is not in the stored release"):
+        load("biomed_textbooks", "train", source="mirror")
     with pytest.raises(DataError, match="unknown dataset"):
         get_entry("nope")
 
@@ -366,3 +371,45 @@ def test_a_setting_refuses_fewer_than_two_or_repeated_skills():
         Setting("x", "d", ("alpaca",), ("gsm_hard",), "m")
     with pytest.raises(DataError, match="listed twice"):
         Setting("x", "d", ("alpaca", "code_alpaca", "alpaca"), ("gsm_hard",), "m")
+
+
+def test_squad_v2_mirror_sample_splits_by_article_and_names_bad_fields(tmp_path):
+    """The official SQuAD v2 layout: a test article held out whole, unanswerable questions answered
+    "Not in context" (as the hub adapter does), errors naming the file and the JSON path."""
+    import dataclasses
+
+    from lorasoups.data import mirror
+
+    def qa(qid, question, answer=None):
+        return {"id": qid, "question": question, "is_impossible": answer is None,
+                "answers": [] if answer is None else [{"text": answer, "answer_start": 0}]}
+
+    doc = {"version": "v2.0", "data": [
+        {"title": "A", "paragraphs": [{"context": "Bo lives in Oslo.", "qas": [qa("a1", "Where does Bo live?", "Oslo"),
+                                                                             qa("a2", "Where was Bo born?")]}]},
+        {"title": "B", "paragraphs": [{"context": "Al sings.", "qas": [qa("b1", "Who sings?", "Al")]}]}]}
+    entry = dataclasses.replace(get_entry("squad"), mirror_files=("sq.json",), extra={"test_articles": ("B",)})
+    (tmp_path / "sq.json").write_text(json.dumps(doc))
+    pools = mirror.read(entry, tmp_path)
+    assert [r["id"] for r in pools["train"]] == ["sq.json#a1", "sq.json#a2"] and [r["id"] for r in pools["test"]] == ["sq.json#b1"]
+    assert [r["completion"] for r in pools["train"]] == ["Oslo", "Not in context"]
+    assert "Context: Bo lives in Oslo.\n\nQuestion: Where does Bo live?" in pools["train"][0]["prompt"]
+    doc["data"][0]["paragraphs"][0]["qas"][0]["answers"] = []
+    (tmp_path / "sq.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"sq.json: data\[0\].paragraphs\[0\].qas\[0\]: field 'answers' is empty"):
+        mirror.read(entry, tmp_path)
+    doc["data"][0]["paragraphs"][0]["qas"][0]["is_impossible"] = True
+    (tmp_path / "sq.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="no article titled C"):
+        mirror.read(dataclasses.replace(entry, extra={"test_articles": ("C",)}), tmp_path)
+
+
+def test_squad_from_the_real_mirror_sample():
+    from lorasoups.paths import data_mirror
+
+    if data_mirror() is None or not (data_mirror() / "squad-v2-dev-sample").is_dir():
+        pytest.skip("no data mirror with the SQuAD v2 sample")
+    train, test = load("squad", "train", source="mirror"), load("squad", "test", source="mirror")
+    # 1,124 questions: 'Normans' (208) is the test article, a validation share is carved off the other 916
+    assert len(test) == 208 and 800 < len(train) < 916
+    assert not {r["instruction"] for r in train} & {r["instruction"] for r in test}

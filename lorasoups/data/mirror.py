@@ -7,6 +7,7 @@ field and an error names the file and line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -247,6 +248,62 @@ def read_rc(entry: Entry, files: list[Path]) -> Pools:
     return {"test": recs}
 
 
+def _json_field(obj: Any, key: str, kind: type, where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise DataError(f"{where}: missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise DataError(f"{where}: field '{key}' should be {kind.__name__}, got {type(value).__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise DataError(f"{where}: field '{key}' is empty")
+    return value
+
+
+def read_squad_v2(entry: Entry, files: list[Path]) -> Pools:
+    """SQuAD v2.0 in its official layout (articles > paragraphs > qas) as the paper's open-book QA
+    records: the RC instruction over the paragraph and question, the first gold answer, or "Not in
+    context" for an unanswerable question (as the hub adapter does). The articles named in
+    ``entry.extra["test_articles"]`` are the test split, so no test paragraph is trained on."""
+    (f,) = files
+    try:
+        doc = json.loads(read_text(f))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{f}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+    articles = _json_field(doc, "data", list, str(f))
+    test_titles = set(entry.extra.get("test_articles", ()))
+    pools: Pools = {"train": [], "test": []}
+    titles = []
+    for a, art in enumerate(articles):
+        where_a = f"{f}: data[{a}]"
+        title = _json_field(art, "title", str, where_a)
+        titles.append(title)
+        for p, par in enumerate(_json_field(art, "paragraphs", list, where_a)):
+            where_p = f"{where_a}.paragraphs[{p}]"
+            context = _json_field(par, "context", str, where_p).strip()
+            for q, qa in enumerate(_json_field(par, "qas", list, where_p)):
+                where = f"{where_p}.qas[{q}]"
+                question, qid = _json_field(qa, "question", str, where).strip(), _json_field(qa, "id", str, where)
+                impossible = _json_field(qa, "is_impossible", bool, where) if "is_impossible" in qa else False
+                answers = _json_field(qa, "answers", list, where) if "answers" in qa else []
+                if impossible:
+                    if answers:
+                        raise DataError(f"{where}: an unanswerable question (is_impossible) with answers")
+                    answer = F.NOT_IN_CONTEXT
+                else:
+                    if not answers:
+                        raise DataError(f"{where}: field 'answers' is empty for an answerable question")
+                    answer = _json_field(answers[0], "text", str, f"{where}.answers[0]").strip()
+                rec = F.sft_record(f"{f.name}#{qid}", F.rc_instruction(context, question), answer)
+                pools["test" if title in test_titles else "train"].append(rec)
+    absent = test_titles - set(titles)
+    if absent:
+        raise DataError(f"{f}: no article titled {', '.join(sorted(absent))} (the test articles; it has "
+                        f"{', '.join(titles)})")
+    if not pools["train"]:
+        raise DataError(f"{f}: every article is a test article; nothing is left to train on")
+    return pools if test_titles else {"train": pools["train"]}
+
+
 _COUNT_ANSWER = re.compile(r"^the correct answer is (\d+)$")
 
 
@@ -298,13 +355,14 @@ READERS: dict[str, Callable[[Entry, list[Path]], Pools]] = {
     "pal_fewshot": read_pal_fewshot,
     "dnd_manual": read_text_corpus,
     "biology_chapter": read_biology_contexts,
-    "alpaca": read_alpaca_libre,
+    "alpaca": read_sft,
     "alpaca_libre": read_alpaca_libre,
     "qabot_dnd": read_qabot,
     "qabot_biology": read_qabot,
     "qa_fewshot": lambda e, fs: {"test": read_sft(e, fs)["train"]},  # noqa: E501
     "rc_fewshot": read_rc,
     "bioasq_rc": read_rc,
+    "squad": read_squad_v2,
     **{f"count_format{k}": read_counting for k in (1, 2, 3, 4, 7, 8, 10)},
     "count_format_g1": read_counting_rerendered,
 }

@@ -123,10 +123,10 @@ _ENTRIES = [
           missing="the chapter text is in neither the hub nor the mirror", splits=("train", "validation"),
           max_length=100),
     Entry("alpaca", "QABot skill 2: instruction following (Stanford Alpaca)", "qabot", "skill", "sft", "1.0",
-          paper_size=52_002, hub_id="tatsu-lab/alpaca", mirror_files=("alpaca-libre/alpaca_libre_tasks_v1.jsonl",),
-          mirror_size=1173, mirror_note="stand-in: alpaca-libre tasks with status 'ok' and a non-empty output",
-          generator="instructions", license="CC BY-NC 4.0 (Alpaca); MIT/CC0 (alpaca-libre stand-in)",
-          missing="Stanford Alpaca is not in the mirror"),
+          paper_size=52_002, hub_id="tatsu-lab/alpaca", mirror_files=("stanford-alpaca-5k/alpaca_5000.json",),
+          mirror_size=4998, mirror_note="a sample: 5,000 records of Stanford Alpaca 52k drawn at random in the official "
+          "repository's history (tatsu-lab/stanford_alpaca, refs/pull/152); 2 with an empty output are left out",
+          generator="instructions", license="CC BY-NC 4.0"),
     Entry("alpaca_libre", "alpaca-libre: Alpaca-recipe tasks (status 'ok', non-empty output)", "qabot", "skill", "sft",
           "1.0", mirror_files=("alpaca-libre/alpaca_libre_tasks_v1.jsonl",), mirror_size=1173,
           generator="instructions", license="MIT (data CC0)", missing="no hub copy is known"),
@@ -149,9 +149,13 @@ _ENTRIES = [
           # generated stand-in is ~36k tokens, so it packs into 256-token blocks (~18 steps an epoch)
           max_length=256,
           missing="the paper's bioasq_train_textbooks.txt is not in the stored release and has no known hub id"),
+    # The mirror holds 3 articles of the SQuAD v2.0 dev set (1,124 questions, 541 unanswerable):
+    # Normans (208) is the test split, Rhine and Computational_complexity_theory (916) the training pool
     Entry("squad", "RC skill 2: open-book QA (SQuAD v2)", "reading_comprehension", "skill", "sft", "1.0",
-          paper_size=130_319, hub_id="rajpurkar/squad_v2", generator="open_book_qa", max_length=2048,
-          license="CC BY-SA 4.0", missing="SQuAD v2 is not in the mirror"),
+          paper_size=130_319, hub_id="rajpurkar/squad_v2", mirror_files=("squad-v2-dev-sample/dev-v2.0_3articles.json",),
+          mirror_size=1124, mirror_note="a sample of SQuAD v2.0 (3 dev-set articles; the paper trains on its "
+          "train set): test = the article 'Normans', train = the other two",
+          generator="open_book_qa", max_length=2048, license="CC BY-SA 4.0", extra={"test_articles": ("Normans",)}),
     Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
           "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json", "bioasq-factoid/bioasq_factoid_7b-11b.jsonl"),
           mirror_size=201 + 358, mirror_note="validation: 358 held-out BioASQ factoid questions (golden batches 7b-11b; 1-7 snippets as the test items; none shares a question, a near-question, an answer or a snippet with the test file)",
