@@ -413,3 +413,24 @@ def test_squad_from_the_real_mirror_sample():
     # 1,124 questions: 'Normans' (208) is the test article, a validation share is carved off the other 916
     assert len(test) == 208 and 800 < len(train) < 916
     assert not {r["instruction"] for r in train} & {r["instruction"] for r in test}
+
+
+def test_an_optional_mirror_file_may_be_absent(tmp_path):
+    """BioASQ's held-out pool (the golden batches) is optional: a mirror holding only the paper's
+    test file still loads the test split, names only that file as its origin, and has no validation
+    split (tuning falls back to the generated suite, :func:`lorasoups.stages.common.tuning_examples`)."""
+    from lorasoups.paths import data_mirror
+
+    real = data_mirror()
+    if real is None or not (real / "lorasoups-paper/bioasq_rc_test.json").is_file():
+        pytest.skip("no data mirror with the paper's BioASQ test file")
+    for f in ("lorasoups-paper/bioasq_rc_test.json", "lorasoups-paper/few_shot/rc.json"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).symlink_to(real / f)
+    test = load("bioasq_rc", "test", source="mirror", mirror=tmp_path)
+    assert len(test) == 200 and identity(test)["origin"] == ["lorasoups-paper/bioasq_rc_test.json"]
+    with pytest.raises(DataError, match="has no 'validation' split"):
+        load("bioasq_rc", "validation", source="mirror", mirror=tmp_path)
+    if (real / "bioasq-factoid").is_dir():  # with the pool: both files, and the 358 held-out items
+        full = load("bioasq_rc", "validation", source="mirror")
+        assert len(full) == 358 and len(identity(full)["origin"]) == 2

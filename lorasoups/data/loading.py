@@ -110,7 +110,7 @@ def _from_mirror(entry: Entry, split: str, seed: int, vf: float, tf: float,
     pools = dict(mirror.read(entry, root))
     dropped = pools.pop("_dropped", None)
     recs, spec = _pick_split(entry, pools, split, seed, vf, tf, f"mirror '{root}'")
-    files = [root / f for f in entry.mirror_files]
+    files = mirror.check_files(entry, root)  # the files read: the optional ones the mirror holds
     meta = {"origin": [str(f.relative_to(root)) for f in files], "mirror_root": str(root),
             "source_version": _files_version(files), "split_spec": spec}
     if entry.mirror_note:

@@ -33,7 +33,8 @@ def _nonempty(rows: list[Row], path: Path) -> list[Row]:
 
 
 def check_files(entry: Entry, root: Path) -> list[Path]:
-    """The entry's files under ``root``; a clear error for a missing root or file."""
+    """The entry's files under ``root`` (its required files, then the optional ones present); a
+    clear error for a missing root or required file."""
     if not root.is_dir():
         raise DataError(f"data mirror '{root}' is not a directory (set LORASOUPS_DATA_MIRROR or data.mirror)")
     files = [root / f for f in entry.mirror_files]
@@ -41,7 +42,7 @@ def check_files(entry: Entry, root: Path) -> list[Path]:
         if not f.is_file():
             raise DataError(f"mirror directory '{f.parent}' has no file '{f.name}' expected for dataset "
                             f"'{entry.name}' (mirror root {root})")
-    return files
+    return files + [root / f for f in entry.mirror_optional if (root / f).is_file()]
 
 
 def _gsm8k_row(row: Row) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class Entry:
     hub_config: str | None = None
     mirror_files: tuple[str, ...] = ()
     """Files under the mirror root this entry reads (all must exist)."""
+    mirror_optional: tuple[str, ...] = ()
+    """Further files read when the mirror holds them (e.g. a target's held-out pool): a mirror
+    without them still loads the entry's other splits."""
     mirror_size: int | None = None
     mirror_note: str = ""
     """Set when the mirror holds a stand-in rather than the paper's data: what it is."""
@@ -157,8 +160,9 @@ _ENTRIES = [
           "train set): test = the article 'Normans', train = the other two",
           generator="open_book_qa", max_length=2048, license="CC BY-SA 4.0", extra={"test_articles": ("Normans",)}),
     Entry("bioasq_rc", "Target: BioASQ factoid questions with context (open-book)", "reading_comprehension",
-          "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json", "bioasq-factoid/bioasq_factoid_7b-11b.jsonl"),
-          mirror_size=201 + 358, mirror_note="validation: 358 held-out BioASQ factoid questions (golden batches 7b-11b; 1-7 snippets as the test items; none shares a question, a near-question, an answer or a snippet with the test file)",
+          "target", "qa", "1.0", paper_size=200, mirror_files=(P + "bioasq_rc_test.json",),
+          mirror_optional=("bioasq-factoid/bioasq_factoid_7b-11b.jsonl",),
+          mirror_size=201 + 358, mirror_note="validation (where the mirror holds bioasq-factoid): 358 held-out BioASQ factoid questions (golden batches 7b-11b; 1-7 snippets as the test items; none shares a question, a near-question, an answer or a snippet with the test file)",
           generator="jargon_questions", generated_size=200, splits=_TARGET, demos="rc_fewshot", max_length=2048,
           license="BioASQ terms of use; released with the paper's code", missing="not on the hub"),
     # rc-0 (a context + question in the test file's own layout) is the BioASQ prompt's demo; it is
