@@ -203,6 +203,11 @@ def make_alphas_by_layer(profile: str, seeds: list[int] | None = None) -> Outcom
         out.numbers[setting] = {"alpha_min": min(vals), "alpha_max": max(vals), "alpha_mean": sum(vals) / len(vals),
                                 # a string: 3-digit rounding would show a barely trained CAT as exactly 0
                                 "alpha_spread": f"{max(vals) - min(vals):.1e}"}
+    return _with_absent(out, absent, profile)
+
+
+def _with_absent(out: Outcome, absent: list[Path], profile: str) -> Outcome:
+    """Settings without a learned CAT run: notes beside the files drawn, else what is missing."""
     if out.files:
         out.notes += [f"no learned CAT run: {p.relative_to(load.root(profile))}" for p in absent]
     else:
@@ -266,7 +271,8 @@ def make_alpha_drift(profile: str, seeds: list[int] | None = None) -> Outcome:
         recs = {k: load.train_record(f) for k, f in found.items()}
         series = {k: drift_series(r) for k, r in recs.items()}
         models = ", ".join(sorted({r["model"] for r in recs.values()}))
-        title = f"Alpha drift during learning, {setting}\nprofile {profile} · model {models} · seeds {', '.join(map(str, s_seeds))}, a line each"
+        title = (f"Alpha drift during learning, {setting}\n"
+                 f"profile {profile} · model {models} · seeds {', '.join(map(str, s_seeds))}, a line each")
         out.files += save_figure(drift_figure(series, title), f"alpha_drift_{setting}", profile)
         for (label, seed), s in series.items():
             m = recs[label, seed]["metrics"]
@@ -274,12 +280,8 @@ def make_alpha_drift(profile: str, seeds: list[int] | None = None) -> Outcome:
                 "steps": s["steps"][-1], "final_drift_mean": f"{s['mean'][-1]:.1e}", "final_drift_max": f"{s['max'][-1]:.1e}",
                 "eval_loss_before": m.get("eval_loss_before"), "eval_loss_best": m.get("eval_loss_best"),
                 "best_step": m.get("best_step")}
-    if out.files:
-        out.notes += [f"no learned CAT run: {p.relative_to(load.root(profile))}" for p in absent]
-    else:
-        out.missing = absent
-    return out
+    return _with_absent(out, absent, profile)
 
 
-__all__ = ["alpha_heatmap", "drift_figure", "drift_series", "make_alpha_drift", "figure_9_table", "learned_vs_static", "make_alphas_by_layer", "make_figure_9",
-           "mean_alphas", "primary_metric"]
+__all__ = ["alpha_heatmap", "drift_figure", "drift_series", "figure_9_table", "learned_vs_static", "make_alpha_drift",
+           "make_alphas_by_layer", "make_figure_9", "mean_alphas", "primary_metric"]
