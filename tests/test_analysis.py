@@ -438,3 +438,13 @@ def test_table_1_needs_the_per_example_files(tree, tmp_path, monkeypatch):
     out = analysis.make("table_1", "synthetic")
     assert out.skipped and [p.name for p in out.missing] == ["skill1--gsm_hard-s2.examples.jsonl"]
     assert not analysis.make("figure_4", "synthetic").skipped  # Figure 4 needs only the JSON
+
+
+def test_caption_names_a_generated_stand_in_target():
+    gen = {"gsm_hard": {"source": "generated", "version": "1.0+math-1"}}
+    assert load.target_data(gen, "gsm_hard") == "gsm_hard: generated stand-in 1.0+math-1"
+    assert load.target_data({"gsm_hard": {"source": "mirror"}}, "gsm_hard") == "gsm_hard: mirror"
+    assert load.target_data({}, "gsm_hard") is None
+    cap = stats.caption("cpu", ["m"], [400, 400], [0], data=["gsm_hard: generated stand-in 1.0+math-1", None])
+    assert "target gsm_hard: generated stand-in 1.0+math-1" in cap
+    assert "target" not in stats.caption("cpu", ["m"], [400], [0])

@@ -109,7 +109,19 @@ def eval_record(path: str | Path) -> dict[str, Any]:
         if not isinstance(metrics.get(key), int | float):
             raise ResultsError(f"{path}: metrics.{key} is missing or not a number (task '{task}')")
     return {**named, "task": task, "metrics": metrics, "n": int(metrics["n"]), "model": model_name(data),
-            "skills": run.get("skills"), "path": path}
+            "skills": run.get("skills"), "target_data": target_data(data.get("datasets") or {}, m["target"]),
+            "path": path}
+
+
+def target_data(datasets: dict[str, Any], target: str) -> str | None:
+    """Where a result's target items came from, for captions: a generated stand-in scored under a
+    real dataset's name (``gsm_hard`` in the generated math+code slice) must say so on the figure."""
+    info = datasets.get(target)
+    if not isinstance(info, dict) or not info.get("source"):
+        return None
+    if info["source"] == "generated":
+        return f"{target}: generated stand-in {info.get('version', '')}".rstrip()
+    return f"{target}: {info['source']}"
 
 
 def eval_records(profile: str, setting: str, target: str | None = None,
@@ -276,5 +288,5 @@ def partial_seeds(records: list[dict[str, Any]], seeds: list[int]) -> list[str]:
 __all__ = [
     "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records",
     "examples_path", "gather", "missing", "model_name", "partial_seeds", "item_keys", "per_example", "read_json", "resolve_seeds", "root",
-    "seeds_found", "solved", "train_path", "train_record",
+    "seeds_found", "solved", "target_data", "train_path", "train_record",
 ]

@@ -52,7 +52,7 @@ def order_labels(labels: Iterable[str]) -> list[str]:
 def records_caption(profile: str, records: Sequence[dict[str, Any]]) -> str:
     """The caption (profile, model, examples, seeds) of the records a figure is drawn from."""
     return caption(profile, [r["model"] for r in records], [r["n"] for r in records],
-                   [r["seed"] for r in records])
+                   [r["seed"] for r in records], data=[r.get("target_data") for r in records])
 
 
 def headline(scores: Sequence[dict[str, Any]]) -> dict[str, Any]:

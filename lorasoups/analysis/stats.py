@@ -57,14 +57,18 @@ def seeds_text(seeds: Iterable[int]) -> str:
 
 
 def caption(profile: str, models: Iterable[str], n_examples: Iterable[int], seeds: Iterable[int],
-            unit: str = "examples") -> str:
+            unit: str = "examples", data: Iterable[str | None] = ()) -> str:
     """What every figure states: profile, model, number of examples (or battles; left out when
-    none is given, e.g. for training results), seeds."""
+    none is given, e.g. for training results), seeds, and where the target data came from when
+    the results say (``data``: e.g. ``gsm_hard: generated stand-in 1.0+math-1``)."""
     ms = sorted(set(models))
     ns = sorted(set(int(n) for n in n_examples))
     parts = [f"profile {profile}", f"model {', '.join(ms) or '?'}"]
     if ns:
         parts.append((f"n={ns[0]}" if len(ns) == 1 else f"n={ns[0]}-{ns[-1]}") + f" {unit}")
+    sources = sorted({d for d in data if d})
+    if sources:
+        parts.append("target " + "; ".join(sources))
     return " · ".join([*parts, seeds_text(seeds)])
 
 
