@@ -72,7 +72,8 @@ def learned_vs_static(records: list[dict[str, Any]], learned: str = "cat") -> li
         rows.append({"setting": setting, "target": target, "learned_label": learned, "metric": metric, "seeds": seeds,
                      "static": mean_ci(static), "learned": mean_ci(scores),
                      "difference": mean_ci([a - b for a, b in zip(scores, static)]),
-                     "models": sorted({r["model"] for r in pair}), "n": sorted({r["n"] for r in pair})})
+                     "models": sorted({r["model"] for r in pair}), "n": sorted({r["n"] for r in pair}),
+                     "target_data": sorted({r["target_data"] for r in pair if r.get("target_data")})})
     return rows
 
 
@@ -91,7 +92,8 @@ def figure_9_table(rows: list[dict[str, Any]], profile: str) -> tuple[str, dict[
     for r in rows:
         n = "/".join(map(str, r["n"]))
         label = r.get("learned_label", "cat")
-        lines.append(f"| {r['setting']} | {r['target']} | {r['metric']} | {n} | {seeds_text(r['seeds'])} | "
+        target = "; ".join(r.get("target_data") or []) or r["target"]  # names a generated stand-in
+        lines.append(f"| {r['setting']} | {target} | {r['metric']} | {n} | {seeds_text(r['seeds'])} | "
                      f"{fmt(r['static'])} | {label} | {fmt(r['learned'])} | {fmt(r['difference'])} |")
         key = f"{r['setting']}/{r['target']}" + ("" if label == "cat" else f"/{label}")
         numbers[key] = {"static": r["static"]["mean"], "learned": r["learned"]["mean"],
