@@ -390,7 +390,7 @@ def test_squad_v2_mirror_sample_splits_by_article_and_names_bad_fields(tmp_path)
         {"title": "B", "paragraphs": [{"context": "Al sings.", "qas": [qa("b1", "Who sings?", "Al")]}]}]}
     entry = dataclasses.replace(get_entry("squad"), mirror_files=("sq.json",), extra={"test_articles": ("B",)})
     (tmp_path / "sq.json").write_text(json.dumps(doc))
-    pools = mirror.read(entry, tmp_path)
+    pools, _ = mirror.read(entry, tmp_path)
     assert [r["id"] for r in pools["train"]] == ["sq.json#a1", "sq.json#a2"] and [r["id"] for r in pools["test"]] == ["sq.json#b1"]
     assert [r["completion"] for r in pools["train"]] == ["Oslo", "Not in context"]
     assert "Context: Bo lives in Oslo.\n\nQuestion: Where does Bo live?" in pools["train"][0]["prompt"]
@@ -434,3 +434,19 @@ def test_an_optional_mirror_file_may_be_absent(tmp_path):
     if (real / "bioasq-factoid").is_dir():  # with the pool: both files, and the 358 held-out items
         full = load("bioasq_rc", "validation", source="mirror")
         assert len(full) == 358 and len(identity(full)["origin"]) == 2
+
+
+def test_checked_field_names_the_path_and_treats_bool_apart():
+    from lorasoups.data.io import checked_field
+
+    where = "f.json: data[0]"
+    assert checked_field({"ok": True}, "ok", bool, where) is True
+    assert checked_field({"n": 3}, "n", (int, float), where) == 3
+    with pytest.raises(DataError, match=r"f\.json: data\[0\]: field 'n' should be int or float, got bool"):
+        checked_field({"n": True}, "n", (int, float), where)
+    with pytest.raises(DataError, match=r"f\.json: data\[0\]: missing field 'title' \(fields present: a, b\)"):
+        checked_field({"b": 1, "a": 2}, "title", str, where)
+    with pytest.raises(DataError, match=r"missing field 'title' \(fields present: not an object: list\)"):
+        checked_field([], "title", str, where)
+    with pytest.raises(DataError, match=r"field 'title' is empty"):
+        checked_field({"title": "  "}, "title", str, where)

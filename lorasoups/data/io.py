@@ -35,17 +35,22 @@ class Row:
 
     def get(self, field: str, kinds: type | tuple[type, ...] = str, allow_empty: bool = False) -> Any:
         """``data[field]`` checked for presence, type and (for strings) non-emptiness."""
-        if field not in self.data:
-            have = ", ".join(sorted(self.data)) or "none"
-            raise DataError(f"{self.where()}: missing field '{field}' (fields present: {have})")
-        value = self.data[field]
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            raise DataError(
-                f"{self.where()}: field '{field}' should be {_kind_name(kinds)}, got {type(value).__name__}"
-            )
-        if isinstance(value, str) and not allow_empty and not value.strip():
-            raise DataError(f"{self.where()}: field '{field}' is empty")
-        return value
+        return checked_field(self.data, field, kinds, self.where(), allow_empty)
+
+
+def checked_field(obj: Any, field: str, kinds: type | tuple[type, ...], where: str, allow_empty: bool = False) -> Any:
+    """``obj[field]`` checked for presence, type (a bool passes only where ``kinds`` names bool)
+    and, for strings, non-emptiness; errors start with ``where`` (file and line, or a JSON path)."""
+    if not isinstance(obj, dict) or field not in obj:
+        have = (", ".join(sorted(obj)) or "none") if isinstance(obj, dict) else f"not an object: {type(obj).__name__}"
+        raise DataError(f"{where}: missing field '{field}' (fields present: {have})")
+    value = obj[field]
+    bool_ok = bool in (kinds if isinstance(kinds, tuple) else (kinds,))
+    if not isinstance(value, kinds) or (isinstance(value, bool) and not bool_ok):
+        raise DataError(f"{where}: field '{field}' should be {_kind_name(kinds)}, got {type(value).__name__}")
+    if isinstance(value, str) and not allow_empty and not value.strip():
+        raise DataError(f"{where}: field '{field}' is empty")
+    return value
 
 
 def _kind_name(kinds: type | tuple[type, ...]) -> str:

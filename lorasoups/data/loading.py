@@ -107,10 +107,10 @@ def _from_mirror(entry: Entry, split: str, seed: int, vf: float, tf: float,
         raise SourceUnavailable(f"dataset '{entry.name}' is not in the mirror ({entry.missing})")
     if root is None:
         raise SourceUnavailable("no data mirror (LORASOUPS_DATA_MIRROR unset and ../shared/datasets absent)")
-    pools = dict(mirror.read(entry, root))
+    pools, files = mirror.read(entry, root)
+    pools = dict(pools)
     dropped = pools.pop("_dropped", None)
     recs, spec = _pick_split(entry, pools, split, seed, vf, tf, f"mirror '{root}'")
-    files = mirror.check_files(entry, root)  # the files read: the optional ones the mirror holds
     meta = {"origin": [str(f.relative_to(root)) for f in files], "mirror_root": str(root),
             "source_version": _files_version(files), "split_spec": spec}
     if entry.mirror_note:

@@ -16,7 +16,7 @@ from typing import Any
 from lorasoups.data import formatting as F
 from lorasoups.data.errors import DataError
 from lorasoups.data.grammar import PAPER_FORMATS, count_format, render_count_prompt
-from lorasoups.data.io import Row, read_records, read_text
+from lorasoups.data.io import Row, checked_field, read_records, read_text
 from lorasoups.data.registry import Entry
 
 Pools = dict[str, list[dict[str, Any]]]
@@ -249,17 +249,6 @@ def read_rc(entry: Entry, files: list[Path]) -> Pools:
     return {"test": recs}
 
 
-def _json_field(obj: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise DataError(f"{where}: missing field '{key}'")
-    value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise DataError(f"{where}: field '{key}' should be {kind.__name__}, got {type(value).__name__}")
-    if isinstance(value, str) and not value.strip():
-        raise DataError(f"{where}: field '{key}' is empty")
-    return value
-
-
 def read_squad_v2(entry: Entry, files: list[Path]) -> Pools:
     """SQuAD v2.0 in its official layout (articles > paragraphs > qas) as the paper's open-book QA
     records: the RC instruction over the paragraph and question, the first gold answer, or "Not in
@@ -270,22 +259,22 @@ def read_squad_v2(entry: Entry, files: list[Path]) -> Pools:
         doc = json.loads(read_text(f))
     except json.JSONDecodeError as exc:
         raise DataError(f"{f}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
-    articles = _json_field(doc, "data", list, str(f))
+    articles = checked_field(doc, "data", list, str(f))
     test_titles = set(entry.extra.get("test_articles", ()))
     pools: Pools = {"train": [], "test": []}
     titles = []
     for a, art in enumerate(articles):
         where_a = f"{f}: data[{a}]"
-        title = _json_field(art, "title", str, where_a)
+        title = checked_field(art, "title", str, where_a)
         titles.append(title)
-        for p, par in enumerate(_json_field(art, "paragraphs", list, where_a)):
+        for p, par in enumerate(checked_field(art, "paragraphs", list, where_a)):
             where_p = f"{where_a}.paragraphs[{p}]"
-            context = _json_field(par, "context", str, where_p).strip()
-            for q, qa in enumerate(_json_field(par, "qas", list, where_p)):
+            context = checked_field(par, "context", str, where_p).strip()
+            for q, qa in enumerate(checked_field(par, "qas", list, where_p)):
                 where = f"{where_p}.qas[{q}]"
-                question, qid = _json_field(qa, "question", str, where).strip(), _json_field(qa, "id", str, where)
-                impossible = _json_field(qa, "is_impossible", bool, where) if "is_impossible" in qa else False
-                answers = _json_field(qa, "answers", list, where) if "answers" in qa else []
+                question, qid = checked_field(qa, "question", str, where).strip(), checked_field(qa, "id", str, where)
+                impossible = checked_field(qa, "is_impossible", bool, where) if "is_impossible" in qa else False
+                answers = checked_field(qa, "answers", list, where) if "answers" in qa else []
                 if impossible:
                     if answers:
                         raise DataError(f"{where}: an unanswerable question (is_impossible) with answers")
@@ -293,7 +282,7 @@ def read_squad_v2(entry: Entry, files: list[Path]) -> Pools:
                 else:
                     if not answers:
                         raise DataError(f"{where}: field 'answers' is empty for an answerable question")
-                    answer = _json_field(answers[0], "text", str, f"{where}.answers[0]").strip()
+                    answer = checked_field(answers[0], "text", str, f"{where}.answers[0]").strip()
                 rec = F.sft_record(f"{f.name}#{qid}", F.rc_instruction(context, question), answer)
                 pools["test" if title in test_titles else "train"].append(rec)
     absent = test_titles - set(titles)
@@ -377,11 +366,12 @@ def demo_id(entry: Entry, i: int) -> str:
     return f"{entry.name.removesuffix('_fewshot')}-{i}"
 
 
-def read(entry: Entry, root: Path) -> Pools:
-    """Pools of formatted records for ``entry`` from the mirror at ``root``."""
+def read(entry: Entry, root: Path) -> tuple[Pools, list[Path]]:
+    """Pools of formatted records for ``entry`` from the mirror at ``root``, and the files read
+    (the optional ones only where the mirror holds them)."""
     files = check_files(entry, root)
     pools = READERS[entry.name](entry, files)
     if entry.role == "fewshot":
         pools = {k: [{**r, "id": demo_id(entry, i)} for i, r in enumerate(v)] if k != "_dropped" else v
                  for k, v in pools.items()}
-    return pools
+    return pools, files
