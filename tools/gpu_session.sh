@@ -9,10 +9,14 @@
 #                      the GPU (bf16, profile cpu) into results/cpu/<GPU_NAMESPACE>/, stage by stage
 # BUDGET (seconds, default 480) bounds the whole script; each step gets a share and a timeout.
 set -u
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+: "${OUT:?gpu_session: OUT, the device tool output folder, is not set}"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 T0=$(date +%s)
 BUDGET=${BUDGET:-480}
-GPU_NAMESPACE=${GPU_NAMESPACE:-generated-h100}
+STUDY_RESERVE=${STUDY_RESERVE:-150}  # seconds kept for the study slice whatever the benchmarks take
+# the results namespace names the card (the tool may lend an H200 for an H100 call)
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -o -i 'h[0-9]\{3\}' | tr 'H' 'h')
+GPU_NAMESPACE=${GPU_NAMESPACE:-generated-${card:-gpu}}
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
 stamp() { echo "[gpu_session +$(($(date +%s) - T0))s] $*"; }
 PY=python3
@@ -41,13 +45,14 @@ tail -3 "$OUT/env.txt"
 
 bench() {  # $1 name, $2 timeout share, rest: args
   local name=$1 share=$2; shift 2
-  local t=$(( $(left) < share ? $(left) : share ))
-  [ "$t" -gt 20 ] || { stamp "skip $name (no time)"; return; }
+  local room=$(( $(left) - STUDY_RESERVE ))
+  local t=$(( room < share ? room : share ))
+  [ "$t" -gt 20 ] || { stamp "skip $name (no time left before the study's reserve)"; return; }
   stamp "$name (<= ${t}s)"
   timeout -k 5 "$t" $PY "benchmarks/bench_$name.py" "$@" > "$OUT/bench-$name.txt" 2>&1
   echo "exit $?" >> "$OUT/bench-$name.txt"
   tail -4 "$OUT/bench-$name.txt"
-  tar czf "$OUT/bench.tgz" results/full/benchmarks 2>/dev/null
+  [ -d results/full/benchmarks ] && tar czf "$OUT/bench.tgz" results/full/benchmarks
 }
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   bench generation 120
@@ -62,6 +67,8 @@ if [ "$t" -gt 30 ]; then
     --config configs/study/math_code_generated_s0.yaml > "$OUT/study.txt" 2>&1
   echo "exit $?" >> "$OUT/study.txt"
   grep "\[pipeline\]" "$OUT/study.txt" | tail -12
+else
+  stamp "skip the study slice (${t}s left)"
 fi
-tar czf "$OUT/study.tgz" "results/cpu/$GPU_NAMESPACE" 2>/dev/null
+[ -d "results/cpu/$GPU_NAMESPACE" ] && tar czf "$OUT/study.tgz" "results/cpu/$GPU_NAMESPACE"
 stamp done

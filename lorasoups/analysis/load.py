@@ -109,19 +109,18 @@ def eval_record(path: str | Path) -> dict[str, Any]:
         if not isinstance(metrics.get(key), int | float):
             raise ResultsError(f"{path}: metrics.{key} is missing or not a number (task '{task}')")
     return {**named, "task": task, "metrics": metrics, "n": int(metrics["n"]), "model": model_name(data),
-            "skills": run.get("skills"), "target_data": target_data(data.get("datasets") or {}, m["target"]),
+            "skills": run.get("skills"), "target_data": target_data(data.get("datasets"), m["target"]),
             "path": path}
 
 
-def target_data(datasets: dict[str, Any], target: str) -> str | None:
-    """Where a result's target items came from, for captions: a generated stand-in scored under a
-    real dataset's name (``gsm_hard`` in the generated math+code slice) must say so on the figure."""
-    info = datasets.get(target)
-    if not isinstance(info, dict) or not info.get("source"):
+def target_data(datasets: Any, target: str) -> str | None:
+    """``"<target>: generated stand-in <version>"`` when a result's target items were generated,
+    else None: a stand-in scored under a real dataset's name (``gsm_hard`` in the generated
+    math+code slice) must say so on every figure; real data needs no note."""
+    info = datasets.get(target) if isinstance(datasets, dict) else None
+    if not isinstance(info, dict) or info.get("source") != "generated":
         return None
-    if info["source"] == "generated":
-        return f"{target}: generated stand-in {info.get('version', '')}".rstrip()
-    return f"{target}: {info['source']}"
+    return f"{target}: generated stand-in {info.get('version') or ''}".rstrip()
 
 
 def eval_records(profile: str, setting: str, target: str | None = None,

@@ -207,14 +207,9 @@ def read_bioasq_heldout(f: Path, test: list[dict[str, Any]]) -> list[dict[str, A
     for row in _nonempty(read_records(f), f):
         question = row.get("question").strip()
         snippets, ideal = row.get("snippets", list), row.get("ideal_answer", list)
-        flag = row.data.get("in_lorasoups_rc_test", False)  # optional: the overlap check decides too
-        if not isinstance(flag, bool):
-            raise DataError(f"{row.where()}: field 'in_lorasoups_rc_test' should be true or false, got {flag!r}")
-        texts = []
-        for i, snip in enumerate(snippets):
-            if not isinstance(snip, dict) or not isinstance(snip.get("text"), str) or not snip["text"].strip():
-                raise DataError(f"{row.where()}: field 'snippets' item {i} has no non-empty 'text'")
-            texts.append(snip["text"])
+        # optional: the overlap check decides too
+        flag = row.get("in_lorasoups_rc_test", bool) if "in_lorasoups_rc_test" in row.data else False
+        texts = [checked_field(snip, "text", str, f"{row.where()}: snippets[{i}]") for i, snip in enumerate(snippets)]
         if not ideal or not isinstance(ideal[0], str) or not ideal[0].strip():
             raise DataError(f"{row.where()}: field 'ideal_answer' should start with a non-empty string")
         key = normalise(question)
