@@ -61,13 +61,15 @@ study: $(STAMP)
 	$(PY) -m lorasoups.pipeline run $(STUDY_ARGS)
 
 # The CPU study's figures, tables and verdicts from the committed results/cpu/ JSON alone (README
-# "Results (CPU study)"): the analysis notebooks, then the verdict per claim (figures/cpu/verdicts.md).
+# "Results (CPU study)"): the analysis notebooks, then the verdict per claim (figures/cpu/verdicts.md)
+# and the wall time each stage recorded (wall_time.md).
 # the study's results namespaces: the main one (""), the generated math+code suites, the second model
 STUDY_NAMESPACES ?= "" generated gemma3-270m-instruct
 figures: $(STAMP)
 	for ns in $(STUDY_NAMESPACES); do \
 	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.pipeline run $(STUDY_ARGS) $(foreach a,hard_math_code qabot reading_comprehension prompt_robustness ablations,--stage analysis_$(a)) && \
-	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.analysis.verdicts --profile cpu || exit 1; done
+	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.analysis.verdicts --profile cpu && \
+	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.analysis.budget --profile cpu || exit 1; done
 
 lint: $(STAMP)
 	$(PY) -m ruff check lorasoups tests benchmarks tools

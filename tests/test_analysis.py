@@ -467,3 +467,35 @@ def test_caption_names_a_generated_stand_in_target(tmp_path):
     md, _ = figure_9_table(learned_vs_static(records), "cpu")
     assert "| math_code | gsm_hard | exec_accuracy |" in md
     assert "target" not in records_caption("cpu", records).replace("targets", "")
+
+
+def test_wall_time_sums_what_each_stage_recorded(tmp_path, monkeypatch):
+    from lorasoups.analysis import budget
+
+    root = tmp_path / "results" / "wt"
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    for label, secs in (("skill1", 60.0), ("skill2", 120.0), ("cat", 30.0), ("ties", None), ("odd", 6.0)):
+        write_result(root / "train" / "math_code" / f"{label}--s0.json", config={}, metrics={},
+                     timings={"train_last_session": secs} if secs else {})
+    sweep = root / "sweep" / "math_code" / "ties--s0.jsonl"
+    sweep.parent.mkdir(parents=True)
+    points = [{"kind": "point", "seconds": {"merge": 1.0, "generate": 59.0, "score_wait": 0.0}}] * 2
+    sweep.write_text("\n".join(json.dumps(r) for r in [{"kind": "header"}, *points]) + "\n")
+    for label, secs in (("base", 300.0), ("cat", 120.0)):
+        _eval(root, "math_code", label, "gsm_hard", 0, "gsm_hard",
+              {"n": 4, "exec_accuracy": 0.5, "last_number_accuracy": 0.5}, None)
+        p = root / "eval" / "math_code" / f"{label}--gsm_hard-s0.json"
+        d = json.loads(p.read_text())
+        d["timings_s"] = {"evaluate": secs}
+        p.write_text(json.dumps(d))
+    rows = budget.slice_rows("wt", "math_code", 0)
+    assert rows == [("skill LoRAs", 180.0, "skill1, skill2"),
+                    ("learned CAT (our recipe, the paper's, cat_random)", 30.0, "cat"),
+                    ("training: odd", 6.0, ""), ("TIES sweep", 120.0, "2 grid points"),
+                    ("evaluation", 420.0, "2 model-target pairs; slowest base--gsm_hard 5 min")]
+    out = analysis.make("wall_time", "wt", verbose=False)
+    assert out.numbers == {"math_code/s0": 756.0} and "| math_code | 0 | **all recorded** | **12.6** |" in out.table
+    sweep.write_text(json.dumps({"kind": "point", "seconds": 3}) + "\n")
+    with pytest.raises(analysis.ResultsError, match=r"ties--s0\.jsonl:1: field 'seconds' should be an object"):
+        budget.slice_rows("wt", "math_code", 0)

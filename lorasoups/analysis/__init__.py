@@ -34,6 +34,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "alphas_by_layer": ("ablations", "make_alphas_by_layer"),
     "alpha_drift": ("ablations", "make_alpha_drift"),  # per recipe: did alpha move at all
     "verdicts": ("verdicts", "make_verdicts"),  # a verdict per claim of the paper (README "Results")
+    "wall_time": ("budget", "make_wall_time"),  # seconds each stage recorded, per setting and seed
     # beyond the paper (configs/beyond/): one figure + summary.json per experiment
     "beyond_granularity": ("beyond", "make_beyond_granularity"),
     "beyond_rank": ("beyond", "make_beyond_rank"),
