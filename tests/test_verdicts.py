@@ -84,6 +84,7 @@ def test_claims_on_a_setting(root, monkeypatch):
     # super-linearity: cat - s1 - s2 + base = +1 on items 20-29, 0 elsewhere -> 0.25 > 0
     three = verdicts.judge_setting("cpu", "math_code", c["3"], [0, 1])
     assert three["verdict"] == "holds" and three["comparisons"][0]["diff"] == pytest.approx(10 / 40)
+    assert three["comparisons"][0]["note"] == "skill gains over the base: skill1 +0.250, skill2 +0.250"
     # learned = static on every item: no advantage -> does not hold
     assert verdicts.judge_setting("cpu", "math_code", c["4a"], [0, 1])["verdict"] == "does not hold"
     # no TIES/DARE/LoraHub/MoE results: not run, naming what is absent
@@ -145,3 +146,21 @@ def test_per_example_refuses_a_non_number(root):
     write_jsonl(path, rows)
     with pytest.raises(load.ResultsError, match=r"examples.jsonl:2: field 'exec_correct' is nan"):
         load.per_example(rec)
+
+
+def test_super_linearity_flags_skills_below_the_base(root):
+    """The generated math+code slice's shape: base right on 8 of 40, skills on none and 1, CAT on none.
+    cat - s1 - s2 + base per item: +1 on the base's 8 items, -1 on the one skill2 alone gets right
+    -> (8 - 1) / 40 = +0.175, its bootstrap interval above 0: the test holds, and the note says both
+    skill gains (-8/40 and -7/40) are negative."""
+    _eval(root, "base", 0, [int(i < 8) for i in range(N)])
+    _eval(root, "skill1", 0, [0] * N)
+    _eval(root, "skill2", 0, [int(i == 10) for i in range(N)])
+    _eval(root, "cat", 0, [0] * N)
+    _gate(root, 0, True)
+    c = {k.key: k for k in verdicts.CLAIMS}
+    three = verdicts.judge_setting("cpu", "math_code", c["3"], [0])
+    row = three["comparisons"][0]
+    assert three["verdict"] == "holds" and row["diff"] == pytest.approx(7 / 40)
+    assert row["note"] == "skill gains over the base: skill1 -0.200, skill2 -0.175 (not all positive: the paper's premise fails)"
+    assert "(not all positive: the paper's premise fails)" in verdicts.make_verdicts("cpu").table

@@ -183,10 +183,25 @@ def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int]
             if not gate_ok:
                 row["measured"] = row["verdict"]
                 row["verdict"] = INCONCLUSIVE
+        if "skill1" in terms and "base" in terms and per_seed:
+            row["note"] = gain_note(cache, sorted(per_seed))
         rows.append(row)
     verdict = combine([r["verdict"] for r in rows])
     return {"claim": claim.key, "setting": setting, "seeds": list(seeds), "comparisons": rows, "verdict": verdict,
             "gate": "passed" if gate_ok else gate_why}
+
+
+def gain_note(cache: dict[tuple[str, int], dict[Any, float] | None], seeds: Sequence[int]) -> str:
+    """The skills' mean gains over the base beside the super-linearity test: a descriptive note, not
+    part of the verdict. The paper's super-linearity presumes positive skill gains; the test (fixed
+    before any merge was scored) does not check it, so a "holds" with a negative gain is flagged."""
+    gains = {}
+    for skill in ("skill1", "skill2"):
+        diffs = [np.mean([cache[skill, s][i] - cache["base", s][i] for i in cache["base", s]]) for s in seeds]
+        gains[skill] = float(np.mean(diffs))
+    text = ", ".join(f"{k} {v:+.3f}" for k, v in gains.items())
+    flag = "" if all(v > 0 for v in gains.values()) else " (not all positive: the paper's premise fails)"
+    return f"skill gains over the base: {text}{flag}"
 
 
 def _fmt_row(r: dict[str, Any]) -> str:
@@ -195,7 +210,8 @@ def _fmt_row(r: dict[str, Any]) -> str:
     seeds = ", ".join(f"s{k} {v:+.3f}" for k, v in r["per_seed"].items())
     measured = f"; measured: {r['measured']}" if "measured" in r else ""
     absent = f"; no {', '.join(r['absent'])}" if r.get("absent") else ""
-    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] ({seeds}; {r['n_items']} items{absent}){measured}"
+    note = f"; {r['note']}" if r.get("note") else ""
+    return f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] ({seeds}; {r['n_items']} items{absent}){measured}{note}"
 
 
 def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str,
@@ -258,7 +274,7 @@ def make_verdicts(profile: str, seeds: list[int] | None = None, expected: Sequen
     return out
 
 
-__all__ = ["CLAIMS", "Claim", "combine", "gate_status", "judge_setting", "make_verdicts", "paired_verdict",
+__all__ = ["CLAIMS", "Claim", "combine", "gain_note", "gate_status", "judge_setting", "make_verdicts", "paired_verdict",
            "verdicts_table"]
 
 
