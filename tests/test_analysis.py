@@ -138,8 +138,15 @@ def test_mean_ci_by_hand():
 
 def test_figure_4_numbers_and_files(env):
     out = analysis.make("figure_4", "synthetic")
-    assert [f.name for f in out.files] == ["figure_4.png", "figure_4.pdf"]
-    assert all(f.parent == env and f.stat().st_size > 1000 for f in out.files)
+    assert [f.name for f in out.files] == ["figure_4.png", "figure_4.pdf", "figure_4.md"]
+    assert all(f.parent == env and f.stat().st_size > 1000 for f in out.files[:2])
+    # the numbers' table: mean over seeds, t-CI over seeds, bootstrap over problems (flags averaged
+    # over seeds per problem, so the interval holds the mean), share of answers with a program
+    boot = out.numbers["exec_accuracy"]["bootstrap95"]
+    assert set(boot) == set(out.numbers["exec_accuracy"]["mean"])
+    assert all(lo <= out.numbers["exec_accuracy"]["mean"][lb] + 1e-9 and lo <= hi for lb, (lo, hi) in boot.items())
+    assert "| method | accuracy | 95 % t-CI over seeds | 95 % bootstrap over problems | programs found |" in out.table
+    assert (env / "figure_4.md").read_text().startswith("**Figure 4 (reproduction), the numbers")
     mean = out.numbers["exec_accuracy"]["mean"]
     assert mean["cat"] == pytest.approx(0.8)
     assert mean["base"] == pytest.approx(1 / 15)  # 0, 0, 0.2
