@@ -506,3 +506,18 @@ def test_wall_time_sums_what_each_stage_recorded(tmp_path, monkeypatch):
     sweep.write_text(json.dumps({"kind": "point", "seconds": 3}) + "\n")
     with pytest.raises(analysis.ResultsError, match=r"ties--s0\.jsonl:1: field 'seconds' should be an object"):
         budget.slice_rows("wt", "math_code", 0)
+
+
+def test_table_1_warns_when_a_skill_is_below_the_base():
+    from lorasoups.analysis.hard_math import table_1
+
+    # 10 problems: base solves 0-3, skill1 none, skill2 problem 9, the merge none. Gains: skill1
+    # -0.4, skill2 -0.3 (sum -0.7); merge -0.4 > -0.7, so the rule calls it super-linear.
+    flags = {"base": {0: {i: i < 4 for i in range(10)}}, "skill1": {0: {i: False for i in range(10)}},
+             "skill2": {0: {i: i == 9 for i in range(10)}}, "cat": {0: {i: False for i in range(10)}}}
+    md, numbers = table_1(flags, "caption")
+    assert numbers["cat"]["superlinear_seeds"] == "1/1"
+    assert "Note: a skill's gain over the base is not positive (s0 skill1 -0.400, s0 skill2 -0.300)" in md
+    flags["skill1"][0] = {i: i < 6 for i in range(10)}
+    flags["skill2"][0] = {i: i < 5 for i in range(10)}
+    assert "Note:" not in table_1(flags, "caption")[0]

@@ -83,8 +83,22 @@ def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
         "",
         *(f"- {display_name(m)}: super-linear in {numbers[m]['superlinear_seeds']} seed(s); "
           f"solved only by the merge: {numbers[m]['merge_only']:.1f} (mean over seeds)" for m in merges),
+        *_negative_gain_note(rows),
     ])
     return md, numbers
+
+
+def _negative_gain_note(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """A warning line when a skill's gain over the base is not positive in some seed: there "super-
+    linear" only says the merge lost less than the skills' summed losses, not that it composed them
+    (the paper's Table 1 has positive gains)."""
+    bad = sorted({f"{k.rsplit(' ', 1)[1]} {skill} {r['improvement_over_base'][skill]:+.3f}"
+                  for k, r in rows.items() for skill in ("skill1", "skill2")
+                  if r["improvement_over_base"].get(skill, 1) <= 0})
+    if not bad:
+        return []
+    return ["", f"Note: a skill's gain over the base is not positive ({', '.join(bad)}), so \"super-linear\" "
+            "here means only that the merge lost less than the skills' losses added, not that it composed them."]
 
 
 def accuracy_table(records: list[dict[str, Any]], caption: str) -> tuple[str, dict[str, list[float]]]:
