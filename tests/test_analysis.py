@@ -517,7 +517,12 @@ def test_table_1_warns_when_a_skill_is_below_the_base():
              "skill2": {0: {i: i == 9 for i in range(10)}}, "cat": {0: {i: False for i in range(10)}}}
     md, numbers = table_1(flags, "caption")
     assert numbers["cat"]["superlinear_seeds"] == "1/1"
-    assert "Note: a skill's gain over the base is not positive (s0 skill1 -0.400, s0 skill2 -0.300)" in md
+    assert "Note: a skill's gain over the base is negative (s0 skill1 -0.400, s0 skill2 -0.300)" in md
     flags["skill1"][0] = {i: i < 6 for i in range(10)}
     flags["skill2"][0] = {i: i < 5 for i in range(10)}
     assert "Note:" not in table_1(flags, "caption")[0]
+    # skills exactly at the base (gains 0) and a merge above it: genuine, no note
+    flags["skill1"][0] = flags["skill2"][0] = flags["base"][0]
+    flags["cat"][0] = {i: i < 6 for i in range(10)}
+    md, numbers = table_1(flags, "caption")
+    assert numbers["cat"]["superlinear_seeds"] == "1/1" and "Note:" not in md

@@ -162,5 +162,5 @@ def test_super_linearity_flags_skills_below_the_base(root):
     three = verdicts.judge_setting("cpu", "math_code", c["3"], [0])
     row = three["comparisons"][0]
     assert three["verdict"] == "holds" and row["diff"] == pytest.approx(7 / 40)
-    assert row["note"] == "skill gains over the base: skill1 -0.200, skill2 -0.175 (not all positive: the paper's premise fails)"
-    assert "(not all positive: the paper's premise fails)" in verdicts.make_verdicts("cpu").table
+    assert row["note"] == "skill gains over the base: skill1 -0.200, skill2 -0.175 (negative: the paper's premise of positive skill gains fails)"
+    assert "(negative: the paper's premise of positive skill gains fails)" in verdicts.make_verdicts("cpu").table

@@ -193,14 +193,14 @@ def judge_setting(profile: str, setting: str, claim: Claim, seeds: Sequence[int]
 
 def gain_note(cache: dict[tuple[str, int], dict[Any, float] | None], seeds: Sequence[int]) -> str:
     """The skills' mean gains over the base beside the super-linearity test: a descriptive note, not
-    part of the verdict. The paper's super-linearity presumes positive skill gains; the test (fixed
-    before any merge was scored) does not check it, so a "holds" with a negative gain is flagged."""
+    part of the verdict. A negative skill gain lowers the skills' sum, so the test (fixed before any
+    merge was scored) can "hold" for a merge that composes nothing: such a gain is flagged."""
     gains = {}
     for skill in ("skill1", "skill2"):
         diffs = [np.mean([cache[skill, s][i] - cache["base", s][i] for i in cache["base", s]]) for s in seeds]
         gains[skill] = float(np.mean(diffs))
     text = ", ".join(f"{k} {v:+.3f}" for k, v in gains.items())
-    flag = "" if all(v > 0 for v in gains.values()) else " (not all positive: the paper's premise fails)"
+    flag = " (negative: the paper's premise of positive skill gains fails)" if any(v < 0 for v in gains.values()) else ""
     return f"skill gains over the base: {text}{flag}"
 
 
