@@ -37,7 +37,8 @@ def _seconds(timings: Any) -> float:
 
 
 def sweep_seconds(path: Path) -> tuple[float, int]:
-    """(seconds, points) of one sweep file: the sum over its grid points."""
+    """(seconds, points) of one sweep file: the sum over its grid points. Read here rather than with
+    ``lorasoups.sweep.read_sweep``, whose module imports torch and the generator: analysis stays light."""
     total, n = 0.0, 0
     for i, line in enumerate(path.read_text().splitlines(), 1):
         row = json.loads(line)

@@ -55,6 +55,7 @@ def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
     merges = [lb for lb in order_labels(flags) if lb not in NOT_MERGES]
     rows: dict[str, dict[str, Any]] = {}
     numbers: dict[str, Any] = {}
+    negative: set[str] = set()  # skill gains below 0, as "s<seed> <skill> <gain>"
     for merge in merges:
         per_seed = []
         for seed in sorted(flags[merge]):
@@ -64,6 +65,8 @@ def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
             r = superlinearity(*parts, flags[merge][seed])
             rows[f"{display_name(merge)} s{seed}"] = r
             per_seed.append(r)
+            negative |= {f"s{seed} {sk} {r['improvement_over_base'][sk]:+.3f}" for sk in ("skill1", "skill2")
+                         if r["improvement_over_base"][sk] < 0}
         k = len(per_seed)
         numbers[merge] = {
             "superlinear_seeds": f"{sum(r['superlinear'] for r in per_seed)}/{k}",
@@ -83,21 +86,18 @@ def table_1(flags: dict[str, dict[int, dict[Any, bool]]], caption: str,
         "",
         *(f"- {display_name(m)}: super-linear in {numbers[m]['superlinear_seeds']} seed(s); "
           f"solved only by the merge: {numbers[m]['merge_only']:.1f} (mean over seeds)" for m in merges),
-        *_negative_gain_note(rows),
+        *_negative_gain_note(negative),
     ])
     return md, numbers
 
 
-def _negative_gain_note(rows: dict[str, dict[str, Any]]) -> list[str]:
+def _negative_gain_note(negative: set[str]) -> list[str]:
     """A warning line when a skill's gain over the base is negative in some seed: a negative gain
     lowers the skills' sum, so there "super-linear" can mean only that the merge lost less than the
     skills' summed losses, not that it composed them (the paper's Table 1 has positive gains)."""
-    bad = sorted({f"{k.rsplit(' ', 1)[1]} {skill} {r['improvement_over_base'][skill]:+.3f}"
-                  for k, r in rows.items() for skill in ("skill1", "skill2")
-                  if r["improvement_over_base"].get(skill, 0) < 0})
-    if not bad:
+    if not negative:
         return []
-    return ["", f"Note: a skill's gain over the base is negative ({', '.join(bad)}), so \"super-linear\" "
+    return ["", f"Note: a skill's gain over the base is negative ({', '.join(sorted(negative))}), so \"super-linear\" "
             "can mean here only that the merge lost less than the skills' losses added, not that it composed them."]
 
 
@@ -115,6 +115,7 @@ def accuracy_table(records: list[dict[str, Any]], caption: str) -> tuple[str, di
              "| method | accuracy | 95 % t-CI over seeds | 95 % bootstrap over problems | programs found |",
              "|---|---|---|---|---|"]
     boot: dict[str, list[float]] = {}
+    skills = skill_names(SETTING, records)
     for label in order_labels(by_label):
         summary = scores[label]["summary"]
         t_ci = "-" if summary["low"] is None else f"[{summary['low']:.4f}, {summary['high']:.4f}]"
@@ -129,7 +130,7 @@ def accuracy_table(records: list[dict[str, Any]], caption: str) -> tuple[str, di
             b_ci = "- (no per-example file)"
         found = [r["metrics"].get("program_found") for r in rs]
         prog = f"{sum(found) / len(found):.3f}" if all(isinstance(v, int | float) for v in found) else "-"
-        lines.append(f"| {display_name(label, skill_names(SETTING, records))} | {summary['mean']:.4f} | {t_ci} | "
+        lines.append(f"| {display_name(label, skills)} | {summary['mean']:.4f} | {t_ci} | "
                      f"{b_ci} | {prog} |")
     return "\n".join(lines), boot
 
