@@ -20,7 +20,12 @@ timed steps. Rows:
   by default on a CPU with bf16 hardware (``precision: auto``); ``bf16_base_compact`` adds a bf16
   frozen base (autocast then has no fp32 weight to cast at every call); ``bf16_grouped_compact``
   is ``bf16_compact`` on length-grouped batches (what ``sft.trainer.train_sampling_strategy:
-  group_by_length`` gives a profile).
+  group_by_length`` gives a profile); ``bf16_compile_compact`` is ``bf16_compact`` under
+  ``torch.compile`` (transformers' ``torch_compile``; inductor's C++ CPU backend, which could fuse
+  the elementwise passes: casts, LoRA dropout, scaling), its compile time inside the warm-up steps.
+  A row name ending in ``_ftz`` runs its row with denormal floats flushed to zero
+  (``torch.set_flush_denormal``): AdamW's second moments of small LoRA gradients fall into the
+  denormal range, where x86 arithmetic is many times slower.
 
 ``--dataset``: the records (default ``metamathqa``, long completions; ``count_format1`` is the
 counting skill of the CPU study, ~8 labelled tokens of ~90, where the compact head matters most).
@@ -129,12 +134,19 @@ def main() -> None:
         "bf16_base_compact": dataclasses.replace(base, precision="bf16", base_dtype="bfloat16"),
         "bf16_grouped_compact": dataclasses.replace(
             base, precision="bf16", trainer={**base.trainer, "train_sampling_strategy": "group_by_length"}),
+        "bf16_compile_compact": dataclasses.replace(base, precision="bf16", trainer={**base.trainer, "torch_compile": True}),
     }
     rows = []
     for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
         print(f"== {name}", flush=True)
-        row = {"row": name, **run_row(args.model, data, variants[name], args.warmup, args.steps, args.batch, tok,
-                                      compact=name.endswith("_compact"))}
+        variant, ftz = name.removesuffix("_ftz"), name.endswith("_ftz")
+        torch.set_flush_denormal(ftz)
+        try:
+            timed = run_row(args.model, data, variants[variant], args.warmup, args.steps, args.batch, tok,
+                            compact=variant.endswith("_compact"))
+        finally:
+            torch.set_flush_denormal(False)
+        row = {"row": name, **timed}
         row["ratio"] = row["tokens_per_s"] / (rows[0]["tokens_per_s"] if rows else row["tokens_per_s"])
         rows.append(row)
         print(f"   {row['s_per_step']:.2f} s/step, {row['tokens_per_s']:.0f} tokens/s, x{row['ratio']:.2f}", flush=True)
