@@ -10,10 +10,11 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lorasoups import analysis, paths
-from lorasoups.analysis import load, stats
+from lorasoups.analysis import load, methods, stats
 from lorasoups.evaluation.elo import bootstrap_elo
 from lorasoups.evaluation.reporting import write_jsonl
 from lorasoups.results import write_result
@@ -78,9 +79,11 @@ def build_results(root: Path) -> None:
                   [{"index": i, "exec_correct": f, "last_number_correct": False} for i, f in enumerate(flags)])
     for label, (em, f1, contains) in QABOT.items():
         _eval(root, "qabot", label, "qabot_dnd", 0, "qa", {"n": 4, "exact_match": em, "f1": f1, "contains": contains},
-              [{"index": i, "exact_match": 0.0, "f1": f1, "contains": 0.0} for i in range(4)])
+              [{"index": i, "exact_match": float(i < round(4 * em)), "f1": f1, "contains": float(i < round(4 * contains))}
+               for i in range(4)])
         _eval(root, "reading_comprehension", label, "bioasq_rc", 0, "qa",
-              {"n": 4, "exact_match": em / 2, "f1": f1 / 2, "contains": contains / 2}, None)
+              {"n": 4, "exact_match": em / 2, "f1": f1 / 2, "contains": contains / 2},
+              [{"index": i, "exact_match": 0.0, "f1": f1 * (i % 2 == 0), "contains": 0.0} for i in range(4)])
     elo = bootstrap_elo(BATTLES, n_bootstrap=50, seed=0)
     _elo_file(root / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json", elo.to_dict())
     for label, per_seed in ROBUST.items():
@@ -155,6 +158,19 @@ def test_figure_4_numbers_and_files(env):
     assert list(mean) == ["base", "skill1", "skill2", "ties", "cat_static", "cat"]  # the paper's order
 
 
+def test_item_bootstrap_averages_each_problem_over_seeds(env):
+    """The bootstrap over problems resamples each problem's solved flag averaged over the method's
+    seeds (an independent numpy percentile bootstrap with the same resampling draws)."""
+    records = [r for r in load.eval_records("synthetic", "math_code", "gsm_hard") if r["label"] == "cat"]
+    flags = [[b == "1" for b in GSM[seed]["cat"]] for seed in sorted(GSM) if "cat" in GSM[seed]]
+    assert len(records) == len(flags) == 3
+    per_problem = np.mean(np.array(flags, dtype=float), axis=0)
+    idx = np.random.default_rng(0).integers(0, per_problem.size, size=(2000, per_problem.size))
+    means = per_problem[idx].mean(axis=1)
+    assert methods.item_bootstrap(records) == pytest.approx([np.percentile(means, 2.5), np.percentile(means, 97.5)])
+    assert methods.item_bootstrap([{**records[0], "path": records[0]["path"].with_name("absent.json")}]) is None
+
+
 def test_table_1_superlinearity_sets(env):
     out = analysis.make("table_1", "synthetic")
     cat = out.numbers["cat"]
@@ -178,6 +194,14 @@ def test_figure_5_uses_containment_without_judge(env):
     assert out.numbers["f1"]["mean"]["cat"] == 0.6 and "ci95" not in out.numbers["contains"]
     assert any("containment" in n for n in out.notes)
     assert (env / "figure_5.png").is_file()
+    # the numbers' table (figure_5.md): per metric the mean, t-CI over seeds, bootstrap over questions
+    assert [f.name for f in out.files] == ["figure_5.png", "figure_5.pdf", "figure_5.md"]
+    assert ("| method | accuracy (answer containment) | 95 % t-CI over seeds | 95 % bootstrap over questions "
+            "| token F1 |") in out.table
+    assert out.numbers["f1"]["bootstrap95"]["cat"] == pytest.approx([0.6, 0.6])  # the same F1 on every question
+    lo, hi = out.numbers["contains"]["bootstrap95"]["cat"]  # 3 of 4 questions contain the answer
+    assert 0.25 <= lo < 0.75 < hi <= 1.0
+    assert (env / "figure_5.md").read_text().splitlines()[5].startswith("| base | 0.2500 | - | [0.0000, 0.7500] |")
 
 
 def test_figure_6a_and_table_2_read_the_elo_file(env):
@@ -189,8 +213,14 @@ def test_figure_6a_and_table_2_read_the_elo_file(env):
     assert list(out.numbers["elo"])[0] == "cat"  # best first: cat wins 10 of 11 battles
     t2 = analysis.make("table_2", "synthetic")
     assert t2.numbers["f1"] == {"base": 0.05, "skill1": 0.15, "skill2": 0.1, "cat": 0.3}
+    # F1's bootstrap over the questions: CAT's per-question F1 is 0.6, 0, 0.6, 0 (an independent
+    # numpy percentile bootstrap with the same draws)
+    idx = np.random.default_rng(0).integers(0, 4, size=(2000, 4))
+    means = np.array([0.6, 0.0, 0.6, 0.0])[idx].mean(axis=1)
+    ref = [np.percentile(means, 2.5), np.percentile(means, 97.5)]
+    assert t2.numbers["f1_bootstrap95"]["cat"] == pytest.approx(ref)
     line = next(x for x in t2.table.splitlines() if x.startswith("| CAT (learned)"))
-    assert line == (f"| CAT (learned) | 0.300 | 0.250 | 0.375 | {elo.median['cat']:.1f} "
+    assert line == (f"| CAT (learned) | 0.300 | [{ref[0]:.3f}, {ref[1]:.3f}] | 0.250 | 0.375 | {elo.median['cat']:.1f} "
                     f"[{elo.ci_low['cat']:.1f}, {elo.ci_high['cat']:.1f}] |")
 
 

@@ -22,11 +22,11 @@ from lorasoups.analysis.methods import (
     order_labels,
     plot_method_bars,
     records_caption,
+    score_table,
     skill_names,
 )
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
-from lorasoups.analysis.stats import bootstrap_mean_ci
 from lorasoups.evaluation.superlinear import superlinearity, table_markdown
 
 SETTING, TARGET = "math_code", "gsm_hard"
@@ -102,37 +102,18 @@ def _negative_gain_note(negative: set[str]) -> list[str]:
 
 
 def accuracy_table(records: list[dict[str, Any]], caption: str) -> tuple[str, dict[str, list[float]]]:
-    """Per method: execution accuracy (mean over seeds), its 95 % t-CI over seeds (from 2 seeds),
-    the 95 % percentile bootstrap over problems (each problem's solved flag averaged over the
-    method's seeds, resampled; from the per-example files), and the share of answers that hold a
-    program. Returns the markdown and the bootstrap intervals per label."""
-    scores = {s["label"]: s for s in method_scores(records, "exec_accuracy")}
-    by_label: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        by_label.setdefault(r["label"], []).append(r)
-    lines = ["**Figure 4 (reproduction), the numbers: execution accuracy per method**",
-             f"_{caption}_", "",
-             "| method | accuracy | 95 % t-CI over seeds | 95 % bootstrap over problems | programs found |",
-             "|---|---|---|---|---|"]
-    boot: dict[str, list[float]] = {}
-    skills = skill_names(SETTING, records)
-    for label in order_labels(by_label):
-        summary = scores[label]["summary"]
-        t_ci = "-" if summary["low"] is None else f"[{summary['low']:.4f}, {summary['high']:.4f}]"
-        rs = by_label[label]
-        if all(load.examples_path(r["path"]).is_file() for r in rs):
-            flags = [load.solved(r) for r in rs]
-            items = sorted(set.intersection(*(set(f) for f in flags)))
-            ci = bootstrap_mean_ci([sum(f[i] for f in flags) / len(flags) for i in items])
-            boot[label] = [ci["lo"], ci["hi"]]
-            b_ci = f"[{ci['lo']:.4f}, {ci['hi']:.4f}]"
-        else:
-            b_ci = "- (no per-example file)"
-        found = [r["metrics"].get("program_found") for r in rs]
-        prog = f"{sum(found) / len(found):.3f}" if all(isinstance(v, int | float) for v in found) else "-"
-        lines.append(f"| {display_name(label, skills)} | {summary['mean']:.4f} | {t_ci} | "
-                     f"{b_ci} | {prog} |")
-    return "\n".join(lines), boot
+    """Per method: execution accuracy (mean over seeds), its 95 % t-CI over seeds, the 95 %
+    bootstrap over problems (:func:`lorasoups.analysis.methods.score_table`) and the share of
+    answers that hold a program. Returns the markdown and the bootstrap intervals per label."""
+
+    def programs(runs: list[dict[str, Any]]) -> str:
+        found = [r["metrics"].get("program_found") for r in runs]
+        return f"{sum(found) / len(found):.3f}" if all(isinstance(v, int | float) for v in found) else "-"
+
+    table, boot = score_table(records, "**Figure 4 (reproduction), the numbers: execution accuracy per method**",
+                              caption, [("exec_accuracy", None, "accuracy")], unit="problems",
+                              skills=skill_names(SETTING, records), extra=("programs found", programs))
+    return table, boot["exec_accuracy"]
 
 
 def make_figure_4(profile: str, seeds: list[int] | None = None) -> Outcome:

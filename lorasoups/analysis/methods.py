@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
 
+from lorasoups.analysis import load
 from lorasoups.analysis.load import ResultsError
-from lorasoups.analysis.stats import caption, mean_ci
+from lorasoups.analysis.stats import bootstrap_mean_ci, caption, mean_ci
 from lorasoups.results import MODEL_LABELS
 
 #: the order methods appear in every figure and table (results/README.md labels).
@@ -82,6 +83,59 @@ def method_scores(records: Sequence[dict[str, Any]], metric: str) -> list[dict[s
              "summary": mean_ci(list(by_label[lb].values()))} for lb in order_labels(by_label)]
 
 
+def item_bootstrap(runs: Sequence[dict[str, Any]], column: str | None = None) -> list[float] | None:
+    """95 % percentile bootstrap over items of one method: each item's per-example score
+    (``column``; default the task's, :data:`lorasoups.analysis.load.SCORE_COLUMN`) averaged over
+    the method's seeds, resampled over the items every seed scored. None when a run has no
+    per-example file (the interval over seeds is then all there is)."""
+    if not all(load.examples_path(r["path"]).is_file() for r in runs):
+        return None
+    per_seed = [load.per_example(r, column) for r in runs]
+    items = sorted(set.intersection(*(set(s) for s in per_seed)))
+    ci = bootstrap_mean_ci([sum(s[i] for s in per_seed) / len(per_seed) for i in items])
+    return [ci["lo"], ci["hi"]]
+
+
+#: one column group of :func:`score_table`: (metric in the result JSON, per-example column or None
+#: for the task's own, header).
+Column = tuple[str, "str | None", str]
+
+
+def score_table(records: Sequence[dict[str, Any]], title: str, caption_line: str, columns: Sequence[Column],
+                unit: str = "items", skills: tuple[str, ...] | None = None,
+                extra: tuple[str, Callable[[list[dict[str, Any]]], str]] | None = None,
+                ) -> tuple[str, dict[str, dict[str, list[float]]]]:
+    """The numbers behind a per-method figure, as markdown: per method and metric the mean over
+    seeds, its 95 % t-CI over seeds (from 2 seeds) and the 95 % bootstrap over ``unit``
+    (:func:`item_bootstrap`); ``extra`` adds one column (header, function of the method's runs).
+    Returns the markdown and the bootstrap intervals per metric and label."""
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_label.setdefault(r["label"], []).append(r)
+    scores = {metric: {s["label"]: s["summary"] for s in method_scores(records, metric)} for metric, _, _ in columns}
+    head = ["method"]
+    for _, _, name in columns:
+        head += [name, "95 % t-CI over seeds", f"95 % bootstrap over {unit}"]
+    if extra:
+        head.append(extra[0])
+    lines = [title, f"_{caption_line}_", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    boot: dict[str, dict[str, list[float]]] = {metric: {} for metric, _, _ in columns}
+    for label in order_labels(by_label):
+        cells = [display_name(label, skills)]
+        for metric, column, _ in columns:
+            summary = scores[metric][label]
+            ci = item_bootstrap(by_label[label], column)
+            if ci is not None:
+                boot[metric][label] = ci
+            cells += [f"{summary['mean']:.4f}",
+                      "-" if summary["low"] is None else f"[{summary['low']:.4f}, {summary['high']:.4f}]",
+                      "- (no per-example file)" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]"]
+        if extra:
+            cells.append(extra[1](by_label[label]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), boot
+
+
 def plot_method_bars(panels: Sequence[tuple[Sequence[dict[str, Any]], str]], title: str,
                      skills: tuple[str, ...] | None = None, unit_interval: bool = True) -> Figure:
     """One bar panel per ``(scores, ylabel)``: bars at the mean over seeds, a 95% CI whisker when
@@ -111,5 +165,5 @@ def plot_method_bars(panels: Sequence[tuple[Sequence[dict[str, Any]], str]], tit
     return fig
 
 
-__all__ = ["LABEL_ORDER", "NAMES", "display_name", "headline", "method_scores", "order_labels",
-           "plot_method_bars", "records_caption", "skill_names"]
+__all__ = ["LABEL_ORDER", "NAMES", "Column", "display_name", "headline", "item_bootstrap", "method_scores",
+           "order_labels", "plot_method_bars", "records_caption", "score_table", "skill_names"]

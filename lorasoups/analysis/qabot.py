@@ -15,9 +15,16 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from lorasoups.analysis import load
-from lorasoups.analysis.methods import headline, method_scores, plot_method_bars, records_caption, skill_names
+from lorasoups.analysis.methods import (
+    headline,
+    method_scores,
+    plot_method_bars,
+    records_caption,
+    score_table,
+    skill_names,
+)
 from lorasoups.analysis.outcome import Outcome
-from lorasoups.analysis.save import save_figure
+from lorasoups.analysis.save import save_figure, save_table
 
 SETTING, TARGET = "qabot", "qabot_dnd"
 REQUIRED = ("base", "skill1", "skill2", "cat")
@@ -50,6 +57,20 @@ def figure_5(records: list[dict[str, Any]], profile: str) -> tuple[Figure, dict[
     return fig, numbers
 
 
+def figure_5_table(records: list[dict[str, Any]], caption: str) -> tuple[str, dict[str, dict[str, list[float]]]]:
+    """Figure 5's numbers per method: answer containment and token F1, each as the mean over seeds,
+    its 95 % t-CI over seeds and the 95 % bootstrap over the questions; the judge's accuracy
+    (mean over seeds) beside them when a judge ran. Returns the markdown and the bootstrap
+    intervals per metric and label."""
+    extra = None
+    if accuracy_metric(records) == "judge_accuracy":
+        judged = {s["label"]: s["summary"]["mean"] for s in method_scores(records, "judge_accuracy")}
+        extra = ("accuracy (LLM judge), mean over seeds", lambda runs: f"{judged[runs[0]['label']]:.4f}")
+    return score_table(records, f"**Figure 5 (reproduction), the numbers: QABot ({TARGET}) per method**", caption,
+                       [("contains", "contains", METRIC_NAMES["contains"]), ("f1", "f1", METRIC_NAMES["f1"])],
+                       unit="questions", skills=skill_names(SETTING, records), extra=extra)
+
+
 def make_figure_5(profile: str, seeds: list[int] | None = None) -> Outcome:
     seeds = load.resolve_seeds(profile, SETTING, seeds)
     out = Outcome("figure_5", "QABot accuracy per method", profile)
@@ -57,11 +78,15 @@ def make_figure_5(profile: str, seeds: list[int] | None = None) -> Outcome:
     if out.missing:
         return out
     fig, out.numbers = figure_5(records, profile)
+    out.table, boot = figure_5_table(records, records_caption(profile, records))
+    for metric, intervals in boot.items():  # the table has containment's even when the judge's accuracy leads
+        if intervals and metric in out.numbers:
+            out.numbers[metric]["bootstrap95"] = intervals
     out.notes = load.partial_seeds(records, seeds)
     if accuracy_metric(records) == "contains":
         out.notes.append("no LLM judge scores in these results: accuracy is answer containment")
-    out.files = save_figure(fig, out.name, profile)
+    out.files = [*save_figure(fig, out.name, profile), save_table(out.table, out.name, profile)]
     return out
 
 
-__all__ = ["REQUIRED", "accuracy_metric", "figure_5", "make_figure_5"]
+__all__ = ["REQUIRED", "accuracy_metric", "figure_5", "figure_5_table", "make_figure_5"]

@@ -16,7 +16,14 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from lorasoups.analysis import load
-from lorasoups.analysis.methods import display_name, method_scores, order_labels, records_caption, skill_names
+from lorasoups.analysis.methods import (
+    display_name,
+    item_bootstrap,
+    method_scores,
+    order_labels,
+    records_caption,
+    skill_names,
+)
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
 from lorasoups.analysis.stats import caption, fmt, mean_ci
@@ -99,13 +106,19 @@ def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str
 
 def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], profile: str,
             skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
-    """Markdown: per method F1, exact match, containment (+ judge accuracy, ELO) as mean [95% CI]."""
+    """Markdown: per method F1, exact match, containment (+ judge accuracy, ELO) as mean [95% CI
+    over seeds], and F1's 95 % bootstrap over the questions (each question's F1 averaged over the
+    method's seeds; :func:`lorasoups.analysis.methods.item_bootstrap`)."""
     metrics = ["f1", "exact_match", "contains"]
     if all(isinstance(r["metrics"].get("judge_accuracy"), int | float) for r in records):
         metrics.append("judge_accuracy")
     scores = {m: {s["label"]: s["summary"] for s in method_scores(records, m)} for m in metrics}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(r["label"], []).append(r)
+    f1_boot = {lb: ci for lb in order_labels(runs) if (ci := item_bootstrap(runs[lb], "f1")) is not None}
     elo = {s["label"]: s["summary"] for s in elo_scores(elo_records)} if elo_records else {}
-    head = ["method", *metrics] + (["ELO"] if elo else [])
+    head = ["method", "f1", "f1: 95 % bootstrap over questions", *metrics[1:]] + (["ELO"] if elo else [])
     lines = [
         f"**Table 2 (reproduction): reading comprehension on {TARGET}** (mean [95% CI] over seeds"
         + (f"; ELO from {battle_source(elo_records)})" if elo else ")"),
@@ -117,10 +130,15 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
     labels = order_labels({r["label"] for r in records} | set(elo))
     for label in labels:
         cells = [fmt(scores[m][label]) if label in scores[m] else "—" for m in metrics]
+        ci = f1_boot.get(label)
+        cells.insert(1, "—" if label not in runs else "- (no per-example file)" if ci is None
+                     else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
         if elo:
             cells.append(fmt(elo[label], digits=1) if label in elo else "—")
         lines.append(f"| {display_name(label, skills)} | " + " | ".join(cells) + " |")
     numbers: dict[str, Any] = {m: {lb: s["mean"] for lb, s in scores[m].items()} for m in metrics}
+    if f1_boot:
+        numbers["f1_bootstrap95"] = f1_boot
     if elo:
         numbers["elo"] = {lb: s["mean"] for lb, s in elo.items()}
         numbers["elo_decided_by"] = elo_records[0].get("decided_by", "judge")
