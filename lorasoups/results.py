@@ -202,12 +202,31 @@ def write_result(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
+    text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+    if _same_but_provenance(path, text):
+        return path  # a rerun that reused the same run: keep the commit and time that first wrote it
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
+        fh.write(text)
     os.replace(tmp, path)
     return path
+
+
+#: fields that say when and from which commit a result was written, not what it is
+_PROVENANCE = ("git", "created")
+
+
+def _same_but_provenance(path: Path, text: str) -> bool:
+    """True when ``path`` already holds this record apart from :data:`_PROVENANCE`: a stage rerun
+    that reuses a finished run would otherwise restamp its result with today's commit and time."""
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    new = json.loads(text)
+    return isinstance(old, dict) and all(old.get(k) == new.get(k) for k in {*old, *new} - set(_PROVENANCE))
 
 
 class ResultsError(ValueError):

@@ -37,6 +37,22 @@ def test_write_result_records_provenance(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))  # the temp file was renamed into place
 
 
+def test_rewriting_the_same_result_keeps_its_provenance(tmp_path):
+    """A stage rerun that reuses a finished run writes the same record: the file keeps the commit
+    and time that first wrote it; any other difference (a metric, the peak) rewrites it."""
+    kw = dict(config=Cfg(), metrics={"train_loss": 0.5}, model={"base": "tiny-random-llama"},
+              peak={"cpu_rss_mib": 100.0, "cuda_mib": None}, extra={"reused": True})
+    path = results.write_result(tmp_path / "skill1--s0.json", **kw)
+    first = json.loads(path.read_text())
+    first["git"], first["created"] = {"sha": "0" * 40, "dirty": False}, "2026-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(first, indent=2) + "\n")  # as written by an older commit
+    results.write_result(path, **kw)
+    assert json.loads(path.read_text()) == first
+    results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}})
+    again = json.loads(path.read_text())
+    assert again["metrics"] == {"train_loss": 0.25} and again["created"] != first["created"]
+
+
 def test_fingerprint_is_stable_and_sensitive():
     assert results.fingerprint(Cfg()) == results.fingerprint({"lr": 1e-4, "method": "cat"})
     assert results.fingerprint(Cfg(lr=2e-4)) != results.fingerprint(Cfg())
