@@ -171,6 +171,28 @@ def test_item_bootstrap_averages_each_problem_over_seeds(env):
     assert methods.item_bootstrap([{**records[0], "path": records[0]["path"].with_name("absent.json")}]) is None
 
 
+def test_a_generated_skill_is_named_as_such(tree, tmp_path, monkeypatch):
+    """A skill LoRA trained on the package's generated miniature is labelled '<name> (generated)'
+    in every table, from its train result's datasets; without a train result the name stays."""
+    import shutil
+
+    copy = tmp_path / "results"
+    shutil.copytree(tree / "results", copy)
+    write_result(copy / "synthetic" / "train" / "math_code" / "skill1--s0.json", config={}, metrics={},
+                 datasets={"metamathqa": {"name": "metamathqa", "source": "generated", "version": "1.0+math-1"}})
+    write_result(copy / "synthetic" / "train" / "math_code" / "skill2--s0.json", config={}, metrics={},
+                 datasets={"code_alpaca": {"name": "code_alpaca", "source": "mirror"}})
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(copy))
+    monkeypatch.setenv("LORASOUPS_FIGURES", str(tmp_path / "figures"))
+    records = load.eval_records("synthetic", "math_code", "gsm_hard", seeds=[0])
+    assert methods.skill_names("math_code", records) == ("metamathqa (generated)", "code_alpaca")
+    out = analysis.make("figure_4", "synthetic")
+    assert "| skill1: metamathqa (generated) |" in out.table and "| skill2: code_alpaca |" in out.table
+    monkeypatch.setenv("LORASOUPS_RESULTS", str(tree / "results"))
+    assert methods.skill_names("math_code", load.eval_records("synthetic", "math_code", "gsm_hard")) == (
+        "metamathqa", "code_alpaca")
+
+
 def test_table_1_superlinearity_sets(env):
     out = analysis.make("table_1", "synthetic")
     cat = out.numbers["cat"]

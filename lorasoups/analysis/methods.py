@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -25,14 +26,30 @@ _SKILL = re.compile(r"^skill(\d+)$")
 
 def skill_names(setting: str, records: Iterable[dict[str, Any]] = ()) -> tuple[str, ...]:
     """The setting's skill dataset names (k of them): from the records' ``config.run.skills`` when
-    they are a list of names, else from the data registry."""
+    they are a list of names, else from the data registry. A skill whose LoRA was trained on the
+    package's generated miniature (its train result says ``source: generated``) is named
+    ``<name> (generated)``: a registry name such as ``metamathqa`` must not pass for the real data."""
+    records = list(records)
     for r in records:
         s = r.get("skills")
         if isinstance(s, list | tuple) and len(s) >= 2 and all(isinstance(x, str) for x in s):
-            return tuple(s)
+            return tuple(f"{n} (generated)" if _generated_skill(records, k, n) else n for k, n in enumerate(s, 1))
     from lorasoups.data.registry import get_setting
 
     return get_setting(setting).skills
+
+
+def _generated_skill(records: Sequence[dict[str, Any]], k: int, name: str) -> bool:
+    """Whether skill ``k``'s train result (beside the records' eval folder) names ``name`` as generated."""
+    for r in records:
+        path = r.get("path")
+        if not isinstance(path, Path):
+            continue
+        train = path.parent.parent.parent / "train" / path.parent.name / f"skill{k}--s{r['seed']}.json"
+        if train.is_file():
+            info = (load.read_json(train).get("datasets") or {}).get(name)
+            return isinstance(info, dict) and info.get("source") == "generated"
+    return False
 
 
 def display_name(label: str, skills: tuple[str, ...] | None = None) -> str:
