@@ -78,7 +78,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train_cpu.py --dataset count_format1 --steps 4 --warmup 1 --rows fp32 bf16_compact
 	$(PY) benchmarks/bench_soup.py --cpu
-	$(PY) benchmarks/bench_generation.py --cpu --batch-sizes 32  # the study's batch (configs/cpu.yaml)
+	$(PY) benchmarks/bench_generation.py --cpu --batch-sizes 32 --no-unshared  # the study's batch (configs/cpu.yaml)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/table.py
 

@@ -21,8 +21,11 @@ fp32 greedy): the baseline is HF ``generate`` with fp32 weights on one left-padd
 fastgen with fp32 weights (the exact mode) and with bf16 weights (AVX-512 BF16 / AMX matmuls) at
 several batch sizes, and fastgen fp32 at the largest batch with the shared prompt prefix turned off
 (what prefilling the common demonstration once earns). ``identical`` compares with the fp32 baseline, so a bf16 row's count is its
-agreement with fp32 greedy. Defaults there: 32 prompts, 128 new tokens (the whole set in a few
-minutes on 2 cores).
+agreement with fp32 greedy. Then the external anchor, llama.cpp, one stream: on the GGUF the model
+ships as (its Q4_1 weights are the ones torch runs, dequantized), and on a folded two-LoRA soup
+merged into the base and written as an F32 GGUF (``lorasoups.gguf_export``), its outputs compared
+with fastgen fp32 on the same merged model (``--no-soup`` skips these two rows). Defaults there:
+32 prompts, 128 new tokens (the whole set in a few minutes on 2 cores).
 """
 from __future__ import annotations
 
@@ -57,24 +60,15 @@ def hf_batch(model, tok, prompts, max_new: int, eos: set[int], device) -> tuple[
     return texts, tokens, seconds
 
 
-def llama_row(model_name: str, tok, prompts, ref: list[str], max_new: int, rows: list[dict]) -> None:
+def llama_row(label: str, gguf_path, prompts, ref: list[str], max_new: int, rows: list[dict],
+              compared_with: str | None = None) -> list[str]:
     """The external anchor for CPU inference: llama.cpp (``llama-cpp-python``, as pip builds it
-    here) on the GGUF the model ships as, greedy, one prompt at a time (its Python API decodes one
-    sequence), 2 threads. The HF model is that GGUF dequantized, so the weights are the same; the
-    arithmetic is not (llama.cpp quantizes activations to 8 bits in its Q4 dot products)."""
-    try:
-        from llama_cpp import Llama
+    here) on a GGUF, greedy, one prompt at a time (its Python API decodes one sequence), 2 threads.
+    ``identical`` counts the prompts whose text equals ``ref``: HF generate fp32 on the base, or
+    what ``compared_with`` names."""
+    from llama_cpp import Llama
 
-        from lorasoups.models import MODELS, _package_gguf
-    except ImportError as exc:
-        print(f"llama.cpp row skipped: {exc}")
-        return
-    spec = MODELS.get(model_name)
-    if spec is None or spec.kind != "gguf-package":
-        print(f"llama.cpp row skipped: {model_name} does not ship as a GGUF")
-        return
-    llm = Llama(model_path=str(_package_gguf(spec)), n_ctx=1024, n_threads=2, n_batch=512, verbose=False,
-                seed=0)
+    llm = Llama(model_path=str(gguf_path), n_ctx=1024, n_threads=2, n_batch=512, verbose=False, seed=0)
     llm.create_completion(prompts[0], max_tokens=4, temperature=0.0, top_k=1)  # warm-up
     texts, tokens = [], 0
     t = time.perf_counter()
@@ -84,9 +78,40 @@ def llama_row(model_name: str, tok, prompts, ref: list[str], max_new: int, rows:
         tokens += out["usage"]["completion_tokens"]
     seconds = time.perf_counter() - t
     same = sum(a.strip() == b.strip() for a, b in zip(texts, ref))
-    rows.append({"method": f"llama.cpp {spec.gguf_file}, one stream", "tokens": tokens, "seconds": seconds,
-                 "identical": same, "differing": [i for i, (a, b) in enumerate(zip(texts, ref))
-                                                  if a.strip() != b.strip()][:10]})
+    rows.append({"method": label, "tokens": tokens, "seconds": seconds, "identical": same,
+                 **({"compared_with": compared_with} if compared_with else {}),
+                 "differing": [i for i, (a, b) in enumerate(zip(texts, ref)) if a.strip() != b.strip()][:10]})
+    return texts
+
+
+def soup_rows(model_name: str, model, prompts, max_new: int, rows: list[dict], fast) -> None:
+    """Issue 16's anchor for a merged soup: two random rank-16 skill LoRAs (as ``bench_soup.py``
+    makes them), CAT-folded into one adapter (``lorasoups.merging.export_adapter``) and merged into
+    the base, decoded by fastgen fp32 (the exact reference) and by llama.cpp on the same weights
+    written as an F32 GGUF (``lorasoups.gguf_export.write_gguf``)."""
+    import copy
+    import tempfile
+    from pathlib import Path
+
+    from bench_soup import make_skills
+    from peft import PeftModel
+
+    from lorasoups import merging as M
+    from lorasoups.evaluation.fastgen import FastGenConfig
+    from lorasoups.gguf_export import write_gguf
+    from lorasoups.models import MODELS, _package_gguf
+
+    with tempfile.TemporaryDirectory(prefix="bench_generation-soup-") as tmp:
+        tmp = Path(tmp)
+        skills = make_skills(model, tmp, 2, 16)
+        soup = M.build("cat", copy.deepcopy(model), skills, granularity="layer")
+        folded = M.export_adapter(soup, tmp / "folded")
+        merged = PeftModel.from_pretrained(copy.deepcopy(model), str(folded)).merge_and_unload().eval()
+        soup_ref = fast("fastgen fp32 (exact), folded soup merged into the base, batch 32",
+                        FastGenConfig(max_new_tokens=max_new, batch_size=32), prompts, False, on=merged)
+        gguf = write_gguf(merged, _package_gguf(MODELS[model_name]), tmp / "soup-f32.gguf")
+        llama_row("llama.cpp, the folded soup merged, F32 GGUF (write_gguf), one stream", gguf, prompts, soup_ref,
+                  max_new, rows, compared_with="fastgen fp32 on the merged soup")
 
 
 def main() -> None:
@@ -101,6 +126,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny model, CPU, few prompts: a check that it runs")
     ap.add_argument("--cpu", action="store_true", help="the CPU set: fp32 HF baseline, fastgen fp32 / bf16 rows")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="--cpu: fastgen batch sizes")
+    ap.add_argument("--no-soup", action="store_true", help="--cpu: skip the merged-soup rows (fastgen, llama.cpp F32)")
+    ap.add_argument("--no-unshared", action="store_true", help="--cpu: skip the row without the shared prompt prefix")
     args = ap.parse_args()
     cpu_set = args.cpu and not args.smoke
     args.n = args.n or (32 if cpu_set else 64)
@@ -122,7 +149,7 @@ def main() -> None:
 
     from lorasoups.data import identity, load
     from lorasoups.evaluation.fastgen import FastGenConfig, FastGenerator, eos_ids
-    from lorasoups.models import load_base, model_identity
+    from lorasoups.models import MODELS, _package_gguf, load_base, model_identity
     from lorasoups.results import result_path, write_result
 
     model, tok = load_base(args.model, dtype=dtype, device=device)
@@ -154,20 +181,29 @@ def main() -> None:
         rows.append({"method": label, "tokens": gen.stats.tokens, "seconds": seconds, "identical": same,
                      "first_call_s": first, "batch_size": gen.stats.batch_size, "compiled": gen.stats.compiled,
                      "differing": [i for i, (a, b) in enumerate(zip(texts, ref)) if a != b][:10] if compare else None})
+        return texts
 
     base_cfg = dict(max_new_tokens=args.max_new_tokens, batch_size=len(prompts))
     if cpu_set:
         for bs in args.batch_sizes:
             fast(f"fastgen fp32 (exact), batch {bs}", FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs),
                  prompts, True)
-        bs = max(args.batch_sizes)  # what sharing the prompts' common prefix (the PAL demo) earns
-        fast(f"fastgen fp32 (exact), batch {bs}, prefix not shared",
-             FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs, share_prefix=False), prompts, True)
+        if not args.no_unshared:  # what sharing the prompts' common prefix (the PAL demo) earns
+            bs = max(args.batch_sizes)
+            fast(f"fastgen fp32 (exact), batch {bs}, prefix not shared",
+                 FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs, share_prefix=False), prompts, True)
         bf16_model, _ = load_base(args.model, dtype=torch.bfloat16, device=device)
         for bs in args.batch_sizes:
             fast(f"fastgen bf16 weights, batch {bs}", FastGenConfig(max_new_tokens=args.max_new_tokens, batch_size=bs),
                  prompts, True, on=bf16_model)
-        llama_row(args.model, tok, prompts, ref, args.max_new_tokens, rows)
+        spec = MODELS.get(args.model)
+        if spec is not None and spec.kind == "gguf-package":
+            llama_row(f"llama.cpp {spec.gguf_file}, one stream", _package_gguf(spec), prompts, ref,
+                      args.max_new_tokens, rows)
+            if not args.no_soup:
+                soup_rows(args.model, model, prompts, args.max_new_tokens, rows, fast)
+        else:
+            print(f"llama.cpp rows skipped: {args.model} does not ship as a GGUF")
     else:
         fast(f"fastgen eager, batch {len(prompts)}", FastGenConfig(**base_cfg), prompts, True)
     if device.type == "cuda" and not args.no_compile:
@@ -186,9 +222,12 @@ def main() -> None:
           f"({min(lengths)}-{max(lengths)} tokens), <= {args.max_new_tokens} new tokens, greedy")
     print(f"{'method':48s} {'tokens':>7s} {'s':>8s} {'tok/s':>9s} {'x HF':>7s} {'identical':>9s}")
     for r in rows:
-        ident = "-" if r["identical"] is None else f"{r['identical']}/{len(prompts)}"
+        ident = "-" if r["identical"] is None else f"{r['identical']}/{len(prompts)}" + ("*" if r.get("compared_with") else "")
         print(f"{r['method']:48s} {r['tokens']:7d} {r['seconds']:8.2f} {r['tokens_per_s']:9.0f} "
               f"{r['ratio']:7.2f} {ident:>9s}")
+    for r in rows:
+        if r.get("compared_with"):
+            print(f"* {r['method']}: identical to {r['compared_with']}")
     best = max(rows[1:], key=lambda r: r["ratio"] if r["identical"] is not None else 0)
     target = "target >= 10x with >= 99 % identical (CPU)" if args.cpu else "target >= 20x"
     print(f"fastgen / HF generate: {best['ratio']:.1f}x ({best['method']}); {target}")

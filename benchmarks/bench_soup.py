@@ -115,7 +115,7 @@ def main() -> None:
     base, _ = load_base(args.model, dtype=dtype, device=device)
     fresh = lambda: copy.deepcopy(base)  # noqa: E731 - each soup wraps its base in place
     ids = torch.randint(0, base.config.vocab_size, (args.batch, args.seq), device=device)
-    warm = 2 if args.smoke else 5
+    warm = 2 if args.smoke or args.cpu else 5  # CPU: no kernels to tune or caches to fill beyond a rep or two
     tmp = Path(tempfile.mkdtemp(prefix="bench_soup-"))
     skills = make_skills(base, tmp, args.k, args.r)
 

@@ -60,9 +60,14 @@ def main() -> None:
     if gen:
         n = gen["rows"][0]["identical"]
         for r in gen["rows"][1:]:
+            if r["identical"] is None:  # a reference row (fastgen fp32 on the merged soup): speed only
+                rows.append((f"greedy generation tokens/s: {r['method']}", "HF generate fp32, one left-padded batch",
+                             f"{r['ratio']:.2f}x (the reference of the next row)", ">= 10x", r["ratio"] >= 10))
+                continue
             share = r["identical"] / n
+            against = "= its reference" if r.get("compared_with") else "= fp32"
             rows.append((f"greedy generation tokens/s: {r['method']}", "HF generate fp32, one left-padded batch",
-                         f"{r['ratio']:.2f}x, {100 * share:.0f} % = fp32", ">= 10x, >= 99 %",
+                         f"{r['ratio']:.2f}x, {100 * share:.0f} % {against}", ">= 10x, >= 99 %",
                          r["ratio"] >= 10 and share >= 0.99))
     else:
         rows.append(("greedy generation tokens/s", "HF generate fp32", "not run", ">= 10x", None))
