@@ -77,6 +77,8 @@ def llama_row(label: str, gguf_path, prompts, ref: list[str], max_new: int, rows
         texts.append(out["choices"][0]["text"])
         tokens += out["usage"]["completion_tokens"]
     seconds = time.perf_counter() - t
+    # whitespace at either end is ignored: llama.cpp detokenizes the continuation on its own, which
+    # can add or drop a leading space that decoding the whole sequence would not
     same = sum(a.strip() == b.strip() for a, b in zip(texts, ref))
     rows.append({"method": label, "tokens": tokens, "seconds": seconds, "identical": same,
                  **({"compared_with": compared_with} if compared_with else {}),
@@ -164,7 +166,7 @@ def main() -> None:
     rows = [{"method": f"HF generate, left-padded batch of {len(prompts)}", "tokens": ref_tokens,
              "seconds": ref_s, "identical": len(prompts)}]
 
-    def fast(label: str, cfg: FastGenConfig, batch_prompts, compare: bool, on=None) -> None:
+    def fast(label: str, cfg: FastGenConfig, batch_prompts, compare: bool, on=None) -> list[str]:
         gen = FastGenerator(model if on is None else on, tok, cfg)
         sync(device)
         t = time.perf_counter()
@@ -179,7 +181,7 @@ def main() -> None:
         seconds = time.perf_counter() - t
         same = sum(a == b for a, b in zip(texts, ref)) if compare else None
         rows.append({"method": label, "tokens": gen.stats.tokens, "seconds": seconds, "identical": same,
-                     "first_call_s": first, "batch_size": gen.stats.batch_size, "compiled": gen.stats.compiled,
+                     "first_call_s": first, "first_call": "whole batch" if cfg.compile else "warm-up on 2 prompts", "batch_size": gen.stats.batch_size, "compiled": gen.stats.compiled,
                      "differing": [i for i, (a, b) in enumerate(zip(texts, ref)) if a != b][:10] if compare else None})
         return texts
 
@@ -228,7 +230,8 @@ def main() -> None:
     for r in rows:
         if r.get("compared_with"):
             print(f"* {r['method']}: identical to {r['compared_with']}")
-    best = max(rows[1:], key=lambda r: r["ratio"] if r["identical"] is not None else 0)
+    # the headline: the fastest row judged against fp32 greedy on the base (not the soup's rows)
+    best = max(rows[1:], key=lambda r: r["ratio"] if r["identical"] is not None and not r.get("compared_with") else 0)
     target = "target >= 10x with >= 99 % identical (CPU)" if args.cpu else "target >= 20x"
     print(f"fastgen / HF generate: {best['ratio']:.1f}x ({best['method']}); {target}")
     variant = "smoke" if args.smoke else f"{args.model}-cpu" if args.cpu else f"{args.model}-{args.dtype}"

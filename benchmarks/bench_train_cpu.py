@@ -23,9 +23,12 @@ timed steps. Rows:
   group_by_length`` gives a profile); ``bf16_compile_compact`` is ``bf16_compact`` under
   ``torch.compile`` (transformers' ``torch_compile``; inductor's C++ CPU backend, which could fuse
   the elementwise passes: casts, LoRA dropout, scaling), its compile time inside the warm-up steps.
-  A row name ending in ``_ftz`` runs its row with denormal floats flushed to zero
-  (``torch.set_flush_denormal``): AdamW's second moments of small LoRA gradients fall into the
-  denormal range, where x86 arithmetic is many times slower.
+
+``--ftz`` flushes denormal floats to zero for the whole run (``torch.set_flush_denormal``, set
+before any torch op so that the intra-op worker threads, which each have their own floating-point
+control register, inherit it): AdamW's second moments of small LoRA gradients fall into the
+denormal range, where x86 arithmetic is many times slower. Compare two runs, with and without
+(``train_sft--<model>-<dataset>-ftz.json``).
 
 ``--dataset``: the records (default ``metamathqa``, long completions; ``count_format1`` is the
 counting skill of the CPU study, ~8 labelled tokens of ~90, where the compact head matters most).
@@ -109,7 +112,10 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", default=["fp32", "bf16", "fp32_compact", "bf16_compact"])
     ap.add_argument("--dataset", default="metamathqa", help="registry name of the training records")
     ap.add_argument("--smoke", action="store_true", help="tiny model, 2 + 1 steps: a check that it runs")
+    ap.add_argument("--ftz", action="store_true", help="flush denormals to zero for the whole run (all threads)")
     args = ap.parse_args()
+    if args.ftz and not torch.set_flush_denormal(True):  # before any op: the worker threads inherit it
+        raise SystemExit("--ftz: this CPU cannot flush denormals (no SSE3)")
     if args.smoke:
         args.model, args.steps, args.warmup, args.batch = "tiny-random-llama", 2, 1, 4
     from lorasoups.models import load_base, model_identity
@@ -139,14 +145,8 @@ def main() -> None:
     rows = []
     for name in ["fp32", *[r for r in args.rows if r != "fp32"]]:
         print(f"== {name}", flush=True)
-        variant, ftz = name.removesuffix("_ftz"), name.endswith("_ftz")
-        torch.set_flush_denormal(ftz)
-        try:
-            timed = run_row(args.model, data, variants[variant], args.warmup, args.steps, args.batch, tok,
-                            compact=variant.endswith("_compact"))
-        finally:
-            torch.set_flush_denormal(False)
-        row = {"row": name, **timed}
+        row = {"row": name, **run_row(args.model, data, variants[name], args.warmup, args.steps, args.batch, tok,
+                                      compact=name.endswith("_compact"))}
         row["ratio"] = row["tokens_per_s"] / (rows[0]["tokens_per_s"] if rows else row["tokens_per_s"])
         rows.append(row)
         print(f"   {row['s_per_step']:.2f} s/step, {row['tokens_per_s']:.0f} tokens/s, x{row['ratio']:.2f}", flush=True)
@@ -157,7 +157,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['row']:18s} {r['s_per_step']:8.2f} {r['tokens_per_s']:9.0f} {r['ratio']:7.2f} "
               f"{r['final_loss'] if r['final_loss'] is None else round(r['final_loss'], 4)!s:>10s}")
-    out = result_path("benchmarks", "train_sft", "smoke" if args.smoke else f"{args.model}-{args.dataset}",
+    out = result_path("benchmarks", "train_sft",
+                      "smoke" if args.smoke else f"{args.model}-{args.dataset}" + ("-ftz" if args.ftz else ""),
                       profile="smoke" if args.smoke else "cpu")
     from lorasoups.data import identity
 

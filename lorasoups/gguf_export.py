@@ -81,9 +81,9 @@ def write_gguf(model: Any, template: str | Path, out: str | Path, dtype: str = "
     tensors: dict[str, np.ndarray] = {}
     for name, key in gguf_name.items():
         arr = state[key].detach().to("cpu").float().numpy()
-        if name.endswith("attn_q.weight"):
+        if name.endswith(("attn_q.weight", "attn_q.bias")):  # as llama.cpp's converter: biases too
             arr = permute_rotary(arr, n_head)
-        elif name.endswith("attn_k.weight"):
+        elif name.endswith(("attn_k.weight", "attn_k.bias")):
             arr = permute_rotary(arr, n_kv)
         tensors[name] = arr
     kind, file_type, np_dtype = DTYPES[dtype]
@@ -91,24 +91,32 @@ def write_gguf(model: Any, template: str | Path, out: str | Path, dtype: str = "
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     writer = gguf.GGUFWriter(tmp, arch)
-    for field in reader.fields.values():
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue  # the writer adds these itself
-        vtype = gguf.GGUFValueType(field.types[0])
-        if field.name == gguf.Keys.General.FILE_TYPE:
-            writer.add_key_value(field.name, int(getattr(gguf.LlamaFileType, file_type)), vtype)
-            continue
-        sub_type = gguf.GGUFValueType(field.types[-1]) if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub_type)
-    for t in reader.tensors:  # the template's order
-        arr = tensors[t.name]
-        if arr.ndim >= 2:
-            writer.add_tensor(t.name, arr.astype(np_dtype), raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
-        else:
-            writer.add_tensor(t.name, arr.astype(np.float32), raw_dtype=gguf.GGMLQuantizationType.F32)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
+    try:
+        alignment = reader.fields.get(gguf.Keys.General.ALIGNMENT)
+        if alignment is not None:  # the data offsets follow the template's alignment (as gguf_new_metadata)
+            writer.data_alignment = int(alignment.contents())
+        for field in reader.fields.values():
+            if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+                continue  # the writer adds these itself
+            vtype = gguf.GGUFValueType(field.types[0])
+            if field.name == gguf.Keys.General.FILE_TYPE:
+                writer.add_key_value(field.name, int(getattr(gguf.LlamaFileType, file_type)), vtype)
+                continue
+            sub_type = gguf.GGUFValueType(field.types[-1]) if vtype == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), vtype, sub_type=sub_type)
+        for t in reader.tensors:  # the template's order
+            arr = tensors[t.name]
+            if arr.ndim >= 2:
+                writer.add_tensor(t.name, arr.astype(np_dtype), raw_dtype=getattr(gguf.GGMLQuantizationType, kind))
+            else:
+                writer.add_tensor(t.name, arr.astype(np.float32), raw_dtype=gguf.GGMLQuantizationType.F32)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    except BaseException:
+        writer.close()
+        Path(tmp).unlink(missing_ok=True)  # no partial file of hundreds of MB left beside ``out``
+        raise
     writer.close()
     os.replace(tmp, out)
     return out

@@ -218,7 +218,9 @@ _PROVENANCE = ("git", "created")
 
 def _same_but_provenance(path: Path, text: str) -> bool:
     """True when ``path`` already holds this record apart from :data:`_PROVENANCE`: a stage rerun
-    that reuses a finished run would otherwise restamp its result with today's commit and time."""
+    that reuses a finished run would otherwise restamp its result with today's commit and time.
+    A record marked ``reused`` is also compared without ``reused`` and ``peak_memory``: what it
+    reports was measured by the run that first wrote the file (whose peak a reuse cannot know)."""
     if not path.is_file():
         return False
     try:
@@ -226,7 +228,10 @@ def _same_but_provenance(path: Path, text: str) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     new = json.loads(text)
-    return isinstance(old, dict) and all(old.get(k) == new.get(k) for k in {*old, *new} - set(_PROVENANCE))
+    if not isinstance(old, dict):
+        return False
+    ignore = set(_PROVENANCE) | ({"reused", "peak_memory"} if new.get("reused") is True else set())
+    return {k: v for k, v in old.items() if k not in ignore} == {k: v for k, v in new.items() if k not in ignore}
 
 
 class ResultsError(ValueError):

@@ -17,7 +17,7 @@ from lorasoups import analysis, paths
 from lorasoups.analysis import load, methods, stats
 from lorasoups.evaluation.elo import bootstrap_elo
 from lorasoups.evaluation.reporting import write_jsonl
-from lorasoups.results import write_result
+from lorasoups.results import ResultsError, write_result
 
 MODEL = {"name": "tiny-random-llama"}
 SKILLS = {"math_code": ["metamathqa", "code_alpaca"], "qabot": ["dnd_manual", "alpaca"],
@@ -158,7 +158,7 @@ def test_figure_4_numbers_and_files(env):
     assert list(mean) == ["base", "skill1", "skill2", "ties", "cat_static", "cat"]  # the paper's order
 
 
-def test_item_bootstrap_averages_each_problem_over_seeds(env):
+def test_item_bootstrap_averages_each_problem_over_seeds(env, tmp_path):
     """The bootstrap over problems resamples each problem's solved flag averaged over the method's
     seeds (an independent numpy percentile bootstrap with the same resampling draws)."""
     records = [r for r in load.eval_records("synthetic", "math_code", "gsm_hard") if r["label"] == "cat"]
@@ -169,6 +169,13 @@ def test_item_bootstrap_averages_each_problem_over_seeds(env):
     means = per_problem[idx].mean(axis=1)
     assert methods.item_bootstrap(records) == pytest.approx([np.percentile(means, 2.5), np.percentile(means, 97.5)])
     assert methods.item_bootstrap([{**records[0], "path": records[0]["path"].with_name("absent.json")}]) is None
+    # a seed scored on other items is refused, naming its file (no silent intersection)
+    short = tmp_path / "cat--gsm_hard-s9.json"
+    short.write_text("{}")
+    lines = load.examples_path(records[1]["path"]).read_text().splitlines()[:4]
+    load.examples_path(short).write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResultsError, match="cat--gsm_hard-s9.json: scored items differ"):
+        methods.item_bootstrap([records[0], {**records[1], "path": short, "n": 4}])
 
 
 def test_a_generated_skill_is_named_as_such(tree, tmp_path, monkeypatch):

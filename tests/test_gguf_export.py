@@ -61,6 +61,21 @@ def test_a_merged_soup_round_trips_through_gguf(tmp_path):
     assert got.strip() == want.strip()
 
 
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    """An error while writing (e.g. a full disk) removes the partial temporary file."""
+    import gguf
+
+    model, _ = load_base(NAME, dtype="float32", device="cpu")
+
+    def fail(self, *a, **k):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", fail)
+    with pytest.raises(OSError, match="No space"):
+        write_gguf(model, _package_gguf(MODELS[NAME]), tmp_path / "base.gguf", "f16")
+    assert not list(tmp_path.iterdir())
+
+
 def test_export_refuses_a_model_of_another_layout(tmp_path):
     from lorasoups.models import tiny_random_llama
 

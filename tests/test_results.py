@@ -38,19 +38,25 @@ def test_write_result_records_provenance(tmp_path):
 
 
 def test_rewriting_the_same_result_keeps_its_provenance(tmp_path):
-    """A stage rerun that reuses a finished run writes the same record: the file keeps the commit
-    and time that first wrote it; any other difference (a metric, the peak) rewrites it."""
+    """A stage rerun that reuses a finished run writes the same record (now marked reused, its peak
+    unknown): the file keeps the commit, time and peak of the run that first wrote it; any other
+    difference (a metric) rewrites it."""
     kw = dict(config=Cfg(), metrics={"train_loss": 0.5}, model={"base": "tiny-random-llama"},
-              peak={"cpu_rss_mib": 100.0, "cuda_mib": None}, extra={"reused": True})
+              peak={"cpu_rss_mib": 100.0, "cuda_mib": None}, extra={"reused": False})
     path = results.write_result(tmp_path / "skill1--s0.json", **kw)
     first = json.loads(path.read_text())
     first["git"], first["created"] = {"sha": "0" * 40, "dirty": False}, "2026-01-01T00:00:00+00:00"
     path.write_text(json.dumps(first, indent=2) + "\n")  # as written by an older commit
-    results.write_result(path, **kw)
+    rerun = {**kw, "peak": {"cpu_rss_mib": None, "cuda_mib": None}, "extra": {"reused": True}}
+    results.write_result(path, **rerun)
     assert json.loads(path.read_text()) == first
-    results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}})
+    results.write_result(path, **{**rerun, "metrics": {"train_loss": 0.25}})
     again = json.loads(path.read_text())
-    assert again["metrics"] == {"train_loss": 0.25} and again["created"] != first["created"]
+    assert again["metrics"] == {"train_loss": 0.25} and again["created"] != first["created"] and again["reused"]
+    # a record that is not a reuse must match in every field but git/created, its peak included
+    results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}, "extra": {"reused": True}})
+    results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}})
+    assert json.loads(path.read_text())["reused"] is False
 
 
 def test_fingerprint_is_stable_and_sensitive():

@@ -52,6 +52,12 @@ def train_path(profile: str, setting: str, label: str, seed: int) -> Path:
     return root(profile) / "train" / setting / f"{label}--s{seed}.json"
 
 
+def train_path_beside(record: dict[str, Any], label: str) -> Path:
+    """The train result of ``label`` for an eval record's setting and seed, in the same results root."""
+    path = Path(record["path"])
+    return path.parent.parent.parent / "train" / path.parent.name / f"{label}--s{record['seed']}.json"
+
+
 def examples_path(result: Path) -> Path:
     """``x--t-s0.json`` -> ``x--t-s0.examples.jsonl`` (as :mod:`lorasoups.evaluation.reporting`)."""
     return result.with_name(result.name[: -len(".json")] + ".examples.jsonl")

@@ -42,10 +42,9 @@ def skill_names(setting: str, records: Iterable[dict[str, Any]] = ()) -> tuple[s
 def _generated_skill(records: Sequence[dict[str, Any]], k: int, name: str) -> bool:
     """Whether skill ``k``'s train result (beside the records' eval folder) names ``name`` as generated."""
     for r in records:
-        path = r.get("path")
-        if not isinstance(path, Path):
+        if not isinstance(r.get("path"), Path):
             continue
-        train = path.parent.parent.parent / "train" / path.parent.name / f"skill{k}--s{r['seed']}.json"
+        train = load.train_path_beside(r, f"skill{k}")
         if train.is_file():
             info = (load.read_json(train).get("datasets") or {}).get(name)
             return isinstance(info, dict) and info.get("source") == "generated"
@@ -103,12 +102,17 @@ def method_scores(records: Sequence[dict[str, Any]], metric: str) -> list[dict[s
 def item_bootstrap(runs: Sequence[dict[str, Any]], column: str | None = None) -> list[float] | None:
     """95 % percentile bootstrap over items of one method: each item's per-example score
     (``column``; default the task's, :data:`lorasoups.analysis.load.SCORE_COLUMN`) averaged over
-    the method's seeds, resampled over the items every seed scored. None when a run has no
-    per-example file (the interval over seeds is then all there is)."""
+    the method's seeds, resampled over the items (every seed must have scored the same ones). None
+    when a run has no per-example file (the interval over seeds is then all there is)."""
+    if not runs:
+        raise ValueError("item_bootstrap: no runs")
     if not all(load.examples_path(r["path"]).is_file() for r in runs):
         return None
     per_seed = [load.per_example(r, column) for r in runs]
-    items = sorted(set.intersection(*(set(s) for s in per_seed)))
+    items = sorted(per_seed[0])
+    for r, scores in zip(runs[1:], per_seed[1:]):
+        if set(scores) != set(items):  # seeds scored on different items cannot be averaged per item
+            raise ResultsError(f"{r['path']}: scored items differ from {runs[0]['path'].name}'s")
     ci = bootstrap_mean_ci([sum(s[i] for s in per_seed) / len(per_seed) for i in items])
     return [ci["lo"], ci["hi"]]
 
