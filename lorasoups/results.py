@@ -102,25 +102,36 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _vm_hwm_kib() -> int | None:
-    """The resident high-water mark since the last :func:`reset_peak_memory` (Linux ``VmHWM``)."""
+def _proc_status_kib(field: str) -> int | None:
+    """One ``/proc/self/status`` field in KiB (``VmHWM``: the resident high-water mark; ``VmRSS``)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
-def reset_peak_memory() -> None:
+_PEAK_SINCE = "process start"  # what peak_memory's CPU figure covers: "reset" once a reset took
+
+
+def reset_peak_memory() -> bool:
     """Start a new peak: a kernel that trains or scores several models one after another would
     otherwise report the largest of all of them for each (``ru_maxrss`` never resets). Linux resets
-    ``VmHWM`` through ``/proc/self/clear_refs``; CUDA through its peak statistics."""
+    ``VmHWM`` through ``/proc/self/clear_refs``; CUDA through its peak statistics.
+
+    Returns whether the CPU peak restarted. Some sandboxes (gVisor, as in some CI) accept the write
+    and keep the old mark, so the reset is checked (``VmHWM`` back near ``VmRSS``) and
+    :func:`peak_memory` then says its figure covers the whole process."""
+    global _PEAK_SINCE
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux, or not allowed: the process peak is reported instead
         pass
+    hwm, rss = _proc_status_kib("VmHWM"), _proc_status_kib("VmRSS")
+    took = hwm is not None and rss is not None and hwm <= rss + 16 * 1024
+    _PEAK_SINCE = "reset" if took else "process start"
     try:
         import torch
 
@@ -128,12 +139,14 @@ def reset_peak_memory() -> None:
             torch.cuda.reset_peak_memory_stats()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+    return took
 
 
-def peak_memory() -> dict[str, float | None]:
-    """Peak resident memory and peak CUDA memory in MiB since the last :func:`reset_peak_memory`
-    (since the process started where none was made or the platform cannot reset it)."""
-    rss_kib = _vm_hwm_kib()
+def peak_memory() -> dict[str, float | str | None]:
+    """Peak resident memory and peak CUDA memory in MiB since the last :func:`reset_peak_memory`;
+    ``cpu_rss_since`` says whether the CPU figure covers that ("reset") or the whole process
+    ("process start": no reset made, or the platform kept the old mark)."""
+    rss_kib = _proc_status_kib("VmHWM")
     if rss_kib is None:
         rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     cuda = None
@@ -144,7 +157,8 @@ def peak_memory() -> dict[str, float | None]:
             cuda = torch.cuda.max_memory_allocated() / 2**20
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    return {"cpu_rss_mib": round(rss_kib / 1024, 1), "cuda_mib": None if cuda is None else round(cuda, 1)}
+    return {"cpu_rss_mib": round(rss_kib / 1024, 1), "cuda_mib": None if cuda is None else round(cuda, 1),
+            "cpu_rss_since": _PEAK_SINCE}
 
 
 class Timer:

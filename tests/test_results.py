@@ -155,13 +155,17 @@ def test_a_namespace_puts_figures_beside_its_results_not_over_the_main_ones(tmp_
 
 
 def test_peak_memory_can_restart_so_each_run_reports_its_own():
-    """A kernel that trains several runs reports each run's peak, not the largest so far."""
+    """A kernel that trains several runs reports each run's peak, not the largest so far; where the
+    platform keeps the old mark (gVisor accepts the reset and ignores it) the record says so."""
     import numpy as np
 
     results.reset_peak_memory()
     big = np.ones(400 * 2**20 // 8)  # ~400 MiB resident
-    high = results.peak_memory()["cpu_rss_mib"]
+    high = results.peak_memory()
     del big
-    results.reset_peak_memory()
-    low = results.peak_memory()["cpu_rss_mib"]
-    assert high - low > 300
+    took = results.reset_peak_memory()
+    low = results.peak_memory()
+    if took:
+        assert high["cpu_rss_mib"] - low["cpu_rss_mib"] > 300 and low["cpu_rss_since"] == "reset"
+    else:
+        assert low["cpu_rss_mib"] >= high["cpu_rss_mib"] and low["cpu_rss_since"] == "process start"
