@@ -1,5 +1,5 @@
 """Write a Hugging Face Llama-architecture model, e.g. a soup folded and merged into the base, as a
-GGUF file that llama.cpp runs: the CPU inference anchor of the speed benchmarks (issue 16).
+GGUF file that llama.cpp runs: the CPU inference anchor of the speed benchmarks.
 
 Why a writer of our own: llama.cpp's converter (``convert_hf_to_gguf.py``) ships with llama.cpp's
 sources, not with the packages installed here (``gguf``, ``llama-cpp-python``). For a model that

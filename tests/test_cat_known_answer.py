@@ -12,8 +12,8 @@ import json
 import pytest
 from datasets import Dataset
 
-from lorasoups.training.cat import RECIPES, SoupTrainConfig, train_cat
 from lorasoups.training.sft import SftConfig, train_sft
+from lorasoups.training.soup import RECIPES, SoupTrainConfig, train_cat
 
 X, Y = "apple apple apple", "zebra zebra zebra"
 SKILL = dict(r=4, lora_alpha=8, max_steps=30, per_device_train_batch_size=8, gradient_accumulation_steps=1,

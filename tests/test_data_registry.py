@@ -9,7 +9,6 @@ import pytest
 
 from lorasoups.config import ConfigError, from_dict
 from lorasoups.data import (
-    KIND_COLUMNS,
     REGISTRY,
     SETTINGS,
     DataConfig,
@@ -22,6 +21,7 @@ from lorasoups.data import (
     to_conversational,
 )
 from lorasoups.data.loading import DROPPED_AS_DEMO
+from lorasoups.task_kinds import RECORD_KINDS
 
 MIRROR = mirror_root()
 needs_mirror = pytest.mark.skipif(MIRROR is None or not Path(MIRROR).is_dir(), reason="data mirror absent")
@@ -70,7 +70,7 @@ def test_each_mirrored_dataset_loads(name):
         except DataError as exc:  # mirror targets hold only the test file
             assert e.role == "target" and split == "validation", exc
             continue
-        assert ds.column_names == list(KIND_COLUMNS[e.kind])
+        assert ds.column_names == list(RECORD_KINDS[e.kind].columns)
         ident = identity(ds)
         assert ident["source"] == "mirror" and ident["num_rows"] == len(ds) > 0
         if e.role != "corpus" or split == "train":  # + items left out for being their prompt's demo
@@ -314,8 +314,8 @@ def test_hub_adapters_map_the_hub_schemas():
     assert set(rows) == set(ADAPTERS)
     for name, row in rows.items():
         recs = ADAPTERS[name][1]([row], "hub:x:")
-        cols = set(KIND_COLUMNS[REGISTRY[name].kind]) - {"prompt"} if name == "gsm_hard" else \
-            set(KIND_COLUMNS[REGISTRY[name].kind])
+        cols = set(RECORD_KINDS[REGISTRY[name].kind].columns) - {"prompt"} if name == "gsm_hard" else \
+            set(RECORD_KINDS[REGISTRY[name].kind].columns)
         assert cols <= set(recs[0]), name
     assert ADAPTERS["gsm8k"][1]([rows["gsm8k"]], "")[0]["completion"] == "2+3 = 5\nThe answer is 5."
     assert "Context: Bo lives in Oslo." in ADAPTERS["squad"][1]([rows["squad"]], "")[0]["prompt"]

@@ -7,6 +7,7 @@ import pytest
 
 from lorasoups import pipeline
 from lorasoups.config import ConfigError
+from lorasoups.pipeline import cli as pipeline_cli
 
 
 def test_resolve_profiles():
@@ -27,7 +28,7 @@ def test_bad_config_fails_before_running(tmp_path):
     bad.write_text("check_base_model:\n  max_new_tokens: many\n")
     with pytest.raises(ConfigError, match=r"max_new_tokens: expected int, got 'many'"):
         pipeline.resolve("smoke", [bad])
-    assert pipeline.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
+    assert pipeline_cli.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
 
 
 @pytest.mark.parametrize("yaml_text, message", [
@@ -58,7 +59,7 @@ def test_soup_parameters_and_names_are_checked_before_any_stage(tmp_path, monkey
     bad.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         pipeline.resolve("smoke", [bad])
-    assert pipeline.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
+    assert pipeline_cli.main(["run", "--profile", "smoke", "--config", str(bad)]) == 2
     assert "config error:" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
 

@@ -158,7 +158,7 @@ def skills(tiny_dir, tmp_path_factory):
 
 
 def test_cat_learns_alphas_only_best_checkpoint_and_exact_fold(tiny_dir, skills):
-    from lorasoups.training.cat import SoupTrainConfig, train_cat
+    from lorasoups.training.soup import SoupTrainConfig, train_cat
 
     mix = qa(12, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}")
     cfg = SoupTrainConfig(max_steps=6, per_device_train_batch_size=4, gradient_accumulation_steps=1,
@@ -192,7 +192,7 @@ def test_cat_learns_alphas_only_best_checkpoint_and_exact_fold(tiny_dir, skills)
 
 def test_cat_released_recipe_and_base_mismatch(tiny_dir, skills, tmp_path):
     from lorasoups.models import save_tiny_random_llama
-    from lorasoups.training.cat import SoupTrainConfig, train_cat
+    from lorasoups.training.soup import SoupTrainConfig, train_cat
 
     cfg = SoupTrainConfig(recipe="released").resolved()
     assert (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (6, 1)
@@ -206,8 +206,8 @@ def test_cat_released_recipe_and_base_mismatch(tiny_dir, skills, tmp_path):
 
 
 def test_moe_trains_routers_only(tiny_dir, skills):
-    from lorasoups.training.cat import SoupTrainConfig
     from lorasoups.training.moe import train_moe
+    from lorasoups.training.soup import SoupTrainConfig
 
     cfg = SoupTrainConfig(max_steps=4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                           learning_rate=0.5, max_length=48, balance_loss_coef=0.01)
@@ -309,7 +309,7 @@ def test_cat_resumes_from_its_last_checkpoint_to_the_same_alphas(tiny_dir, skill
     import shutil
 
     from lorasoups.merging import trainable_parameters
-    from lorasoups.training.cat import SoupTrainConfig, train_cat
+    from lorasoups.training.soup import SoupTrainConfig, train_cat
 
     mix, val = qa(12, answer=lambda i: f"{i}!"), qa(4, answer=lambda i: f"{i}!")
     cfg = SoupTrainConfig(max_steps=6, per_device_train_batch_size=4, gradient_accumulation_steps=1,
@@ -328,8 +328,8 @@ def test_cat_resumes_from_its_last_checkpoint_to_the_same_alphas(tiny_dir, skill
 
 def test_paper_defaults_map_onto_trl_sftconfig(tmp_path):
     """§B.1 values, field by field, in the trl.SFTConfig the Trainer receives."""
-    from lorasoups.training.cat import SoupTrainConfig
     from lorasoups.training.sft import trl_args
+    from lorasoups.training.soup import SoupTrainConfig
 
     args = trl_args(SftConfig(trainer={"max_grad_norm": 0.3}), tmp_path)
     assert (args.learning_rate, args.num_train_epochs, args.warmup_steps) == (3e-4, 3.0, 100)

@@ -104,7 +104,7 @@ CAT_DRIVER = textwrap.dedent('''
     import json, os, sys, time
     from datasets import Dataset
     from transformers import TrainerCallback
-    from lorasoups.training.cat import SoupTrainConfig, train_soup
+    from lorasoups.training.soup import SoupTrainConfig, train_soup
 
     class Slow(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):

@@ -186,7 +186,7 @@ def beyond_notebook() -> None:
                "**Inputs:** the parameters below. **Outputs:** the variants' results, "
                "`figures/<profile>/beyond_<experiment>.png`, `results/<profile>/beyond/<experiment>/summary.json`. "
                "The same from a shell: `python -m lorasoups.pipeline beyond <experiment> --profile full`."),
-        ("code", "import lorasoups\nfrom lorasoups import analysis, beyond"),
+        ("code", "import lorasoups\nfrom lorasoups import analysis, variants"),
         ("code", "# Parameters (defaults: a CPU smoke run of one variant on the tiny model)\n"
                  "experiment = 'granularity'  # a file stem of configs/beyond/\n"
                  "profile = 'smoke'  # smoke | full\n"
@@ -195,13 +195,13 @@ def beyond_notebook() -> None:
                  "model = 'tiny-random-llama'  # base model for every variant (None: the profile's)\n"
                  "judge = 'none'  # none | local | openai (None: the profile's)", ["parameters"]),
         ("code", "lorasoups.setup(seed)\n"
-                 "spec = beyond.load_spec(experiment)\n"
+                 "spec = variants.load_spec(experiment)\n"
                  "overrides = {**({'model': {'name': model}} if model else {}),\n"
                  "             **({'evaluation': {'judge': judge}} if judge else {})}\n"
                  "print(spec.question)\n"
-                 "beyond.plan(spec, profile, variants)"),
+                 "variants.plan(spec, profile, variants)"),
         ("md", "## 1 · Run the variants"),
-        ("code", "report = beyond.run_experiment(experiment, profile, variants, overrides=overrides)"),
+        ("code", "report = variants.run_experiment(experiment, profile, variants, overrides=overrides)"),
         ("md", "## 2 · Figure and summary"),
         ("code", "out = analysis.make(f'beyond_{experiment}', profile)\nout"),
         ("md", "## Summary"),

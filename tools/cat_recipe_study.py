@@ -28,8 +28,8 @@ from datasets import Dataset
 
 from lorasoups import paths
 from lorasoups.data import load
-from lorasoups.training.cat import SoupTrainConfig, train_cat
 from lorasoups.training.sft import SftConfig, train_sft
+from lorasoups.training.soup import SoupTrainConfig, train_cat
 
 LRS = [1e-4, 1e-2, 5e-2, 2e-1]
 X, Y = "apple apple apple", "zebra zebra zebra"

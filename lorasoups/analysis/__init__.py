@@ -36,11 +36,11 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "verdicts": ("verdicts", "make_verdicts"),  # a verdict per claim of the paper (README "Results")
     "wall_time": ("budget", "make_wall_time"),  # seconds each stage recorded, per setting and seed
     # beyond the paper (configs/beyond/): one figure + summary.json per experiment
-    "beyond_granularity": ("beyond", "make_beyond_granularity"),
-    "beyond_rank": ("beyond", "make_beyond_rank"),
-    "beyond_cat_data": ("beyond", "make_beyond_cat_data"),
-    "beyond_skills": ("beyond", "make_beyond_skills"),
-    "beyond_cat_extensions": ("beyond", "make_beyond_cat_extensions"),
+    "beyond_granularity": ("variants", "make_beyond_granularity"),
+    "beyond_rank": ("variants", "make_beyond_rank"),
+    "beyond_cat_data": ("variants", "make_beyond_cat_data"),
+    "beyond_skills": ("variants", "make_beyond_skills"),
+    "beyond_cat_extensions": ("variants", "make_beyond_cat_extensions"),
 }
 
 

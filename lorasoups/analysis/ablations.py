@@ -29,20 +29,18 @@ from lorasoups.analysis.methods import method_scores, plot_method_bars
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
 from lorasoups.analysis.stats import fmt, mean_ci, seeds_text
+from lorasoups.task_kinds import TASKS
 
 SETTINGS = ("math_code", "qabot", "reading_comprehension", "prompt_robustness", "prompt_robustness_1_4",
             "prompt_robustness_2_4")
 #: module kinds top to bottom, in the order a decoder layer applies them
 KIND_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-#: the metric each task kind is compared on (QA: the judge when every result has it, else F1).
-PRIMARY = {"gsm_hard": "exec_accuracy", "prompt_format": "accuracy", "qa": "f1"}
-
-
 def primary_metric(records: list[dict[str, Any]]) -> str:
-    task = records[0]["task"]
-    if task == "qa" and all(isinstance(r["metrics"].get("judge_accuracy"), int | float) for r in records):
-        return "judge_accuracy"
-    return PRIMARY[task]
+    """The metric the task is compared on: its first headline key every record carries (QA: the
+    judge when every result has it, else F1; :data:`lorasoups.task_kinds.TASKS`)."""
+    task = TASKS[records[0]["task"]]
+    return next((k for k in task.headline if all(isinstance(r["metrics"].get(k), int | float) for r in records)),
+                task.headline[-1])
 
 
 #: Learned-CAT labels Figure 9 sets against static CAT: ``cat`` (the ``cat`` section's recipe) and

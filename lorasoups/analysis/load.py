@@ -15,19 +15,8 @@ from typing import Any
 
 from lorasoups import paths
 from lorasoups.results import ResultsError
+from lorasoups.task_kinds import TASKS
 
-#: metrics keys each task kind must carry (``results/README.md``, "Metrics by task kind").
-REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
-    "gsm_hard": ("n", "exec_accuracy"),
-    "qa": ("n", "exact_match", "f1", "contains"),
-    "prompt_format": ("n", "accuracy"),
-}
-#: per-example correctness flag of each task kind, in the ``.examples.jsonl`` rows (QA rows carry
-#: graded scores, exact_match / f1 / contains, so a caller names the one it wants).
-SOLVED_FLAG: dict[str, str] = {"gsm_hard": "exec_correct", "prompt_format": "correct"}
-#: per-example score column of each task kind: the solved flags, token F1 for QA (the gate and the
-#: verdicts compare models item by item on it).
-SCORE_COLUMN: dict[str, str] = {**SOLVED_FLAG, "qa": "f1"}
 #: fields of an ELO result's metrics (``EloResult.to_dict()``).
 ELO_METRICS = ("median", "ci_low", "ci_high")
 
@@ -108,10 +97,10 @@ def eval_record(path: str | Path) -> dict[str, Any]:
         if key in run and run[key] != value:
             raise ResultsError(f"{path}: config.run.{key} is {run[key]!r} but the file name says {value!r}")
     task = run.get("task") or (data.get("config") or {}).get("task")
-    if task not in REQUIRED_METRICS:
-        raise ResultsError(f"{path}: config.run.task is {task!r}, expected one of {list(REQUIRED_METRICS)}")
+    if task not in TASKS:
+        raise ResultsError(f"{path}: config.run.task is {task!r}, expected one of {list(TASKS)}")
     metrics = _field(data, path, "metrics")
-    for key in REQUIRED_METRICS[task]:
+    for key in TASKS[task].metrics:
         if not isinstance(metrics.get(key), int | float):
             raise ResultsError(f"{path}: metrics.{key} is missing or not a number (task '{task}')")
     return {**named, "task": task, "metrics": metrics, "n": int(metrics["n"]), "model": model_name(data),
@@ -154,8 +143,8 @@ def item_keys(rows: list[dict[str, Any]]) -> list[str] | None:
 def per_example(record: dict[str, Any], column: str | None = None, key: str = "index") -> dict[Any, float]:
     """Per-example scores of an eval record, keyed by ``key`` (``index``; ``id``: the dataset
     record's id; ``auto``: the id where :func:`item_keys` finds unique ones, else the index), from
-    its ``.examples.jsonl``: ``column`` (default: the task's :data:`SCORE_COLUMN`) as a float."""
-    column = column or SCORE_COLUMN.get(record["task"])
+    its ``.examples.jsonl``: ``column`` (default: the task's ``item_score``, :data:`lorasoups.task_kinds.TASKS`) as a float."""
+    column = column or (TASKS[record["task"]].item_score if record["task"] in TASKS else None)
     if column is None:
         raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
     path = examples_path(record["path"])
@@ -190,7 +179,7 @@ def per_example(record: dict[str, Any], column: str | None = None, key: str = "i
 
 def solved(record: dict[str, Any], flag: str | None = None) -> dict[int, bool]:
     """Per-example solved flags of an eval record, keyed by ``index``, from its ``.examples.jsonl``."""
-    flag = flag or SOLVED_FLAG.get(record["task"])
+    flag = flag or (TASKS[record["task"]].solved_flag if record["task"] in TASKS else None)
     if flag is None:
         raise ResultsError(f"{record['path']}: task '{record['task']}' has no solved flag; pass flag=")
     return {i: bool(v) for i, v in per_example(record, flag).items()}

@@ -101,7 +101,7 @@ def method_scores(records: Sequence[dict[str, Any]], metric: str) -> list[dict[s
 
 def item_bootstrap(runs: Sequence[dict[str, Any]], column: str | None = None) -> list[float] | None:
     """95 % percentile bootstrap over items of one method: each item's per-example score
-    (``column``; default the task's, :data:`lorasoups.analysis.load.SCORE_COLUMN`) averaged over
+    (``column``; default the task's, :data:`lorasoups.task_kinds.TASKS`' ``item_score``) averaged over
     the method's seeds, resampled over the items (every seed must have scored the same ones). None
     when a run has no per-example file (the interval over seeds is then all there is)."""
     if not runs:

@@ -24,11 +24,11 @@ from lorasoups.data.grammar import (
 from lorasoups.data.leakage import check_leakage, find_leaks
 from lorasoups.data.loading import SOURCES, demonstrations_for, identity, load, mirror_root, registry_table
 from lorasoups.data.mixture import cat_mixture
-from lorasoups.data.registry import KIND_COLUMNS, REGISTRY, SETTINGS, Entry, Setting, get_entry, get_setting
+from lorasoups.data.registry import REGISTRY, SETTINGS, Entry, Setting, get_entry, get_setting
 from lorasoups.data.splits import SPLITS
 
 __all__ = [
-    "DataConfig", "DataError", "Entry", "Field", "KIND_COLUMNS", "GRAMMAR_FORMATS", "PAPER_FORMATS", "PAPER_TEST_FORMATS",
+    "DataConfig", "DataError", "Entry", "Field", "GRAMMAR_FORMATS", "PAPER_FORMATS", "PAPER_TEST_FORMATS",
     "PAPER_TRAIN_FORMATS", "PromptFormat", "REGISTRY", "SETTINGS", "SOURCES", "SPLITS", "Setting", "alpaca_prompt",
     "cat_mixture", "check_leakage", "demonstrations_for", "fewshot_prompt", "find_leaks", "get_entry", "get_setting",
     "identity", "load", "mirror_root", "rc_instruction", "registry_table", "render", "render_count_prompt", "sample_format",

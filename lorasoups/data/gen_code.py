@@ -31,10 +31,6 @@ def _ints(rng: random.Random) -> list[int]:
     return [rng.randint(-20, 50) for _ in range(rng.randint(3, 7))]
 
 
-def _pos(rng: random.Random) -> list[int]:
-    return [rng.randint(1, 40) for _ in range(rng.randint(3, 7))]
-
-
 def _word(rng: random.Random) -> str:
     return rng.choice(WORDS)
 

@@ -11,20 +11,10 @@ from typing import Any, Literal
 
 from lorasoups.config import did_you_mean
 from lorasoups.data.errors import DataError
+from lorasoups.task_kinds import RECORD_KINDS
 
 Role = Literal["skill", "corpus", "target", "fewshot"]
-Kind = Literal["sft", "corpus", "math", "program", "qa", "count", "fewshot"]
-
-#: Columns each record shape carries (every source of an entry yields exactly these).
-KIND_COLUMNS: dict[str, tuple[str, ...]] = {
-    "sft": ("id", "instruction", "prompt", "completion"),
-    "corpus": ("id", "text"),
-    "math": ("id", "instruction", "prompt", "completion", "question", "answer", "target"),
-    "program": ("id", "instruction", "prompt", "completion", "question", "answer", "target", "code"),
-    "qa": ("id", "instruction", "prompt", "completion", "question", "answer", "context"),
-    "count": ("id", "instruction", "prompt", "completion", "answer", "format"),
-    "fewshot": ("id", "instruction", "completion", "answer"),
-}
+Kind = str  # a record kind of lorasoups.task_kinds.RECORD_KINDS
 
 
 @dataclass(frozen=True)
@@ -66,6 +56,11 @@ class Entry:
     first ``shots`` demonstrations of it, from the mirror when the target's data came from the hub
     or the mirror, else from its generator (:func:`lorasoups.data.loading.demonstrations_for`)."""
 
+    def __post_init__(self) -> None:
+        if self.kind not in RECORD_KINDS:
+            raise DataError(f"dataset '{self.name}': unknown record kind '{self.kind}' (known: "
+                            f"{', '.join(RECORD_KINDS)}){did_you_mean(self.kind, RECORD_KINDS)}")
+
     @property
     def sources(self) -> tuple[str, ...]:
         return tuple(s for s, ok in (("hub", self.hub_id), ("mirror", self.mirror_files),
@@ -73,7 +68,7 @@ class Entry:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return KIND_COLUMNS[self.kind]
+        return RECORD_KINDS[self.kind].columns
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "sources": list(self.sources), "columns": list(self.columns)}
@@ -213,7 +208,7 @@ def get_entry(name: str) -> Entry:
 class Setting:
     """One skill-composition setting: k >= 2 skills whose LoRAs are merged, and its targets.
 
-    The paper's four settings compose two skills; the ``*_k3`` / ``*_k4`` settings (issue 9,
+    The paper's four settings compose two skills; the ``*_k3`` / ``*_k4`` settings (the paper's §6,
     "more than two skills") compose three and four. Models trained per skill are labelled
     ``skill1`` .. ``skill<k>`` in the order of :attr:`skills`.
     """
@@ -293,7 +288,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("prompt_robustness_2_4", "Prompt robustness: task 161 in formats 2 + 4 -> unseen formats (Figure 10c)",
                 ("count_format2", "count_format4"), _FORMAT_TARGETS, "accuracy (exact count)",
                 family="prompt_robustness", tune_on="skills"),
-        # ---- more than two skills (issue 9, question 1) ------------------------------------------
+        # ---- more than two skills (the paper's §6, question 1) ------------------------------------------
         Setting("math_code_k3", "Hard math with code, 3 skills: math + code + instruction following -> GSM-Hard",
                 ("metamathqa", "code_alpaca", "alpaca"), ("gsm_hard",),
                 "execution accuracy (|pred - gold| <= 1e-3)", family="math_code"),

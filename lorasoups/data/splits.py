@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -114,8 +114,3 @@ def cat_counts(sizes: Sequence[int], fraction: float) -> int:
     if smallest == 0:
         raise DataError("cat_mixture: a skill dataset is empty")
     return max(1, math.floor(fraction * smallest + 1e-9))  # 0.29 * 100 is 28.999...96 in floats
-
-
-def iter_indices(n: int, k: int, seed: int) -> Iterator[int]:
-    """``k`` distinct indices of ``range(n)`` sampled with ``seed``, in sampled order."""
-    yield from random.Random(seed).sample(range(n), k)

@@ -2,8 +2,8 @@
 ``model.generate``, many times the throughput.
 
 Why a hand-written decode loop instead of ``model.generate``: HF ``generate`` spends most of a
-small model's step in Python (logits processors, stopping criteria, cache bookkeeping; the issue
-measured 526 tokens/s for a batch of 64 on an H100 where the weights allow far more), keeps every
+small model's step in Python (logits processors, stopping criteria, cache bookkeeping: 526 tokens/s
+were measured for a batch of 64 on an H100 where the weights allow far more), keeps every
 finished row in the batch, and cannot reuse one CUDA-graph-captured step across calls. The loop
 below is plain greedy decoding (argmax, no processors), so there is nothing of ``generate`` to
 reproduce beyond what the test checks: left padding, position ids from the attention mask, EOS.
@@ -31,14 +31,9 @@ What it does:
 * the batch size is ``batch_size`` when given, else on CUDA the largest that fits the free
   memory by a KV-cache + activation estimate, on CPU 16.
 
-Switching evaluation over: ``generate_auto`` has ``generation.generate``'s signature and sends
-greedy configs here, sampling configs to ``generation.generate``::
-
-    from lorasoups.evaluation.fastgen import generate_auto
-    texts = generate_auto(model, tok, prompts, gen_cfg, progress=False)   # in tasks.evaluate
-
-or, explicitly, ``generate(model, tok, prompts, FastGenConfig.from_generation(gen_cfg))``; keep one
-:class:`FastGenerator` per model to reuse its compiled step across calls.
+``generate_auto`` (what ``tasks.evaluate`` calls) has ``generation.generate``'s signature and sends
+greedy configs here, sampling configs to ``generation.generate``; keep one :class:`FastGenerator`
+per model to reuse its compiled step across calls.
 """
 from __future__ import annotations
 

@@ -10,24 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lorasoups.config import did_you_mean
 from lorasoups.evaluation.fastgen import generate_auto
 from lorasoups.evaluation.generation import GenerationConfig
-from lorasoups.evaluation.gsm_hard import score_gsm_hard
-from lorasoups.evaluation.qa_metrics import score_qa
 from lorasoups.evaluation.reporting import save_evaluation
-from lorasoups.evaluation.robustness import score_prompt_format
 from lorasoups.results import Timer
+from lorasoups.task_kinds import get_task
 
 Scorer = Callable[[Sequence[str], Sequence[Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
-
-#: task kind -> scorer(generations, golds) -> (metrics, rows)
-SCORERS: dict[str, Scorer] = {
-    "gsm_hard": lambda gens, golds: score_gsm_hard(gens, golds),
-    "qa": score_qa,
-    "prompt_format": score_prompt_format,
-}
-
 
 def evaluate(
     model,
@@ -44,14 +33,12 @@ def evaluate(
     scorer: Scorer | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Generate for ``prompts``, score against ``golds`` with the task's scorer, and (when ``out``
+    """Generate for ``prompts``, score against ``golds`` with the task's scorer (:data:`lorasoups.task_kinds.TASKS`), and (when ``out``
     is given) write ``out`` through :func:`lorasoups.results.write_result` plus
     ``<out>.examples.jsonl`` with every generation and score (prompts as digests: ``reporting.compact_rows``).
     Returns (metrics, rows)."""
     if scorer is None:
-        if task not in SCORERS:
-            raise ValueError(f"unknown task kind '{task}' (known: {', '.join(SCORERS)}){did_you_mean(task, SCORERS)}")
-        scorer = SCORERS[task]
+        scorer = get_task(task).scorer
     if len(prompts) != len(golds):
         raise ValueError(f"evaluate({task}): {len(prompts)} prompts but {len(golds)} gold answers")
     gen_cfg = generation or GenerationConfig()
@@ -72,4 +59,4 @@ def evaluate(
     return metrics, rows
 
 
-__all__ = ["SCORERS", "evaluate"]
+__all__ = ["Scorer", "evaluate"]

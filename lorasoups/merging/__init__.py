@@ -6,22 +6,24 @@
     export_adapter(soup, "adapters/math+code")   # one standard PEFT LoRA, the exact fold
     compress_adapter(base_model, "adapters/math+code", "adapters/math+code-r8", rank=8)  # truncated SVD
 
-Methods are listed in :data:`METHODS` (name -> :class:`Method` with its paper); each lives in its own
-module (cat, task_arithmetic, moe, lorahub). See ``python -c "import lorasoups.merging as m;
+Methods are listed in :data:`METHODS` (name -> :class:`Method`: its paper and the facts stages and
+the sweep read); each lives in its own module (cat, task_arithmetic, moe, lorahub) and takes one
+line of ``registry.py`` (or a :func:`register` call). See ``python -c "import lorasoups.merging as m;
 [print(k, '-', v.description) for k, v in m.METHODS.items()]"``.
 """
-from lorasoups.merging.analysis import alphas_table, describe, plot_alphas, set_weights, trainable_parameters
 from lorasoups.merging.cat import project_alphas_
 from lorasoups.merging.compress import compress_adapter
 from lorasoups.merging.export import export_adapter
+from lorasoups.merging.method import MergeDefaults, Method
 from lorasoups.merging.moe import gate_table, load_balancing_loss
-from lorasoups.merging.persist import load_soup, save_soup
-from lorasoups.merging.registry import METHODS, Method, build
-from lorasoups.merging.skills import MergeError, SkillAdapter, load_skills
+from lorasoups.merging.persist import save_soup
+from lorasoups.merging.registry import METHODS, build, load_soup, register
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, load_skills
 from lorasoups.merging.soup import SoupState, soup_state
+from lorasoups.merging.weights import alphas_table, describe, plot_alphas, set_weights, trainable_parameters
 
 __all__ = [
-    "METHODS", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build", "compress_adapter",
+    "METHODS", "MergeDefaults", "MergeError", "Method", "SkillAdapter", "SoupState", "alphas_table", "build", "compress_adapter",
     "describe", "export_adapter", "gate_table", "load_balancing_loss", "load_skills", "load_soup", "plot_alphas",
-    "project_alphas_", "save_soup", "set_weights", "soup_state", "trainable_parameters",
+    "project_alphas_", "register", "save_soup", "set_weights", "soup_state", "trainable_parameters",
 ]

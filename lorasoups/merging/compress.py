@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from lorasoups.merging.export import write_new
-from lorasoups.merging.skills import KEY_PREFIX, MergeError, check_fits, load_skill
+from lorasoups.merging.skill_adapters import KEY_PREFIX, MergeError, check_fits, load_skill, lora_config_like
 
 REPORT = "lorasoups_compress.json"
 
@@ -71,7 +70,6 @@ def compress_adapter(
     ``lorasoups_compress.json``) has per-module and overall ``rel_error`` = ||dW - dW_r||_F / ||dW||_F
     and ``energy_kept`` = sum kept sigma^2 / sum sigma^2 (overall: over all modules together).
     """
-    from peft import LoraConfig
     from safetensors.torch import save_file
 
     skill = load_skill(adapter_dir)  # missing / corrupt / non-LoRA directories fail here, clearly
@@ -109,19 +107,7 @@ def compress_adapter(
             "sigma": [float(x) for x in S[: ranks[m]]],
         }
 
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=rank,
-        target_modules=list(skill.modules),
-        rank_pattern={re.escape(m): r for m, r in new_ranks.items() if r != rank},
-        alpha_pattern={re.escape(m): r for m, r in new_ranks.items() if r != rank},  # scaling 1 everywhere
-        lora_dropout=float(skill.config.get("lora_dropout") or 0.0),
-        bias="none",
-        use_rslora=False,
-        task_type=skill.config.get("task_type"),
-        base_model_name_or_path=skill.base_model,
-        inference_mode=True,
-    )
+    config = lora_config_like(skill, new_ranks, {m: float(r) for m, r in new_ranks.items()}, inference_mode=True)  # scaling 1
     source_note = None
     soup_json = skill.path / "lorasoups_soup.json"
     if soup_json.is_file():  # the soup an exported fold came from, kept for provenance

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lorasoups.merging.skills import KEY_PREFIX, MergeError
-from lorasoups.merging.soup import ADAPTER, lora_layers, soup_state
+from lorasoups.merging.skill_adapters import KEY_PREFIX, MergeError, lora_config_like
+from lorasoups.merging.soup import ADAPTER, lora_layers, method_of, soup_state
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool) -> tuple[Path, Path]:
@@ -71,13 +70,10 @@ def write_new(out_dir: str | Path, overwrite: bool, write) -> Path:
 @torch.no_grad()
 def adapter_files(soup: nn.Module):
     """Check the soup can be exported and return a writer of its adapter files (nothing written yet)."""
-    from peft import LoraConfig
     from safetensors.torch import save_file
 
-    from lorasoups.merging.registry import METHODS
-
     state = soup_state(soup)
-    if not METHODS[state.method].exportable:
+    if not method_of(state).exportable:
         raise MergeError(
             f"a '{state.method}' soup depends on the input (per-token gates) and cannot be written as one "
             f"LoRA adapter; use save_soup to keep it"
@@ -93,20 +89,7 @@ def adapter_files(soup: nn.Module):
         tensors[f"{KEY_PREFIX}{m}.lora_B.weight"] = B.cpu().contiguous()
         ranks[m] = int(A.shape[0])
         alphas[m] = float(layer.scaling[ADAPTER]) * ranks[m]  # same scaling as in the soup
-    m0 = state.modules[0]
-    cfg0 = state.skills[0].config
-    config = LoraConfig(
-        r=ranks[m0],
-        lora_alpha=alphas[m0],
-        target_modules=list(state.modules),
-        rank_pattern={re.escape(m): r for m, r in ranks.items() if r != ranks[m0]},
-        alpha_pattern={re.escape(m): a for m, a in alphas.items() if a != alphas[m0]},
-        lora_dropout=float(cfg0.get("lora_dropout") or 0.0),
-        bias="none",
-        task_type=cfg0.get("task_type"),
-        base_model_name_or_path=state.skills[0].base_model,
-        inference_mode=True,
-    )
+    config = lora_config_like(state.skills[0], ranks, alphas, inference_mode=True)
     provenance = {
         "method": state.method,
         "params": state.params,

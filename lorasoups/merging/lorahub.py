@@ -10,11 +10,12 @@ to call thousands of times. Like LoraHub itself it needs equal ranks and equal s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
-from lorasoups.merging.skills import MergeError, SkillAdapter, require_equal_ranks
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, require_equal_ranks
 from lorasoups.merging.soup import ADAPTER, SoupState, new_soup_adapter
 
 
@@ -64,6 +65,8 @@ def build_lorahub(base_model: nn.Module, skills: list[SkillAdapter], params: Lor
     state.extra["stacks"] = stacks
     state.extra["layers"] = layers
     state.extra["weights"] = torch.zeros(len(skills))
+    state.saved["lorahub.weights"] = (lambda: state.extra["weights"], lambda v: set_lorahub_weights(state, v))
+    state.set_weights = partial(set_lorahub_weights, state)
     set_lorahub_weights(state, params.alphas if params.alphas is not None else [1.0 / len(skills)] * len(skills))
     return model, state
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lorasoups.merging.skills import MergeError, SkillAdapter, layer_index
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, layer_index
 from lorasoups.merging.soup import ADAPTER, SoupState, concat_skills, new_soup_adapter, write_factors
 
 

@@ -1,9 +1,10 @@
 """Save and reload a soup: its method, parameters, learned tensors (CAT alphas, MoE routers, LoraHub
 weights) and references to the skill adapters (path + sha256), not copies of them.
 
-A soup directory holds ``soup.json`` and ``soup_state.safetensors``; :func:`load_soup` rebuilds the
-soup with :func:`build` and copies the tensors back, so the reloaded soup computes exactly the same
-function. Static merges (linear, TIES, DARE with its seed) are rebuilt deterministically.
+A soup directory holds ``soup.json`` and ``soup_state.safetensors``; ``registry.load_soup`` checks
+them with :func:`read_soup`, rebuilds the soup with ``build`` and puts the tensors back with
+:func:`restore_tensors`, so the reloaded soup computes exactly the same function. Static merges
+(linear, TIES, DARE with its seed) are rebuilt deterministically.
 """
 from __future__ import annotations
 
@@ -15,19 +16,17 @@ import torch
 from torch import nn
 
 from lorasoups.merging.export import adapter_files, write_into, write_new
-from lorasoups.merging.skills import MergeError, load_skill
-from lorasoups.merging.soup import SoupState, soup_state
+from lorasoups.merging.skill_adapters import MergeError, load_skill
+from lorasoups.merging.soup import SoupState, method_of, soup_state
 
 FORMAT_VERSION = 1
 
 
 def state_tensors(state: SoupState) -> dict[str, torch.Tensor]:
-    """The tensors that make a soup differ from a fresh build with the same parameters."""
+    """The tensors that make a soup differ from a fresh build with the same parameters: what
+    training updates and what the method lists in ``state.saved``."""
     out = {name: p.detach() for name, p in state.trainable.items()}
-    if "alphas" in state.extra:
-        out["lorasoup_alphas.weight"] = state.extra["alphas"].weight.detach()
-    if state.method == "lorahub":
-        out["lorahub.weights"] = state.extra["weights"]
+    out.update({name: read().detach() for name, (read, _) in state.saved.items()})
     return {k: v.cpu().contiguous() for k, v in out.items()}
 
 
@@ -37,8 +36,6 @@ def soup_files(soup: nn.Module):
     same directory loads with ``load_soup`` (the learnable soup) and ``PeftModel.from_pretrained``
     (the fold)."""
     from safetensors.torch import save_file
-
-    from lorasoups.merging.registry import METHODS
 
     state = soup_state(soup)
     tensors = state_tensors(state)
@@ -50,7 +47,7 @@ def soup_files(soup: nn.Module):
         "modules": state.modules,
         "tensors": sorted(tensors),
     }
-    write_adapter = adapter_files(soup) if METHODS[state.method].exportable else None
+    write_adapter = adapter_files(soup) if method_of(state).exportable else None
 
     def write(directory: Path) -> None:
         if write_adapter is not None:
@@ -80,12 +77,10 @@ def save_pretrained(soup: nn.Module, save_directory: str | Path, **_ignored: Any
     write_into(save_directory, soup_files(soup))
 
 
-def load_soup(path: str | Path, base_model: nn.Module, adapters: list[str | Path] | None = None) -> nn.Module:
-    """Rebuild a saved soup on ``base_model``. ``adapters`` overrides the recorded skill paths (moved
-    directories); their sha256 must still match what the soup was trained with."""
+def read_soup(path: str | Path, adapters: list[str | Path] | None = None) -> tuple[dict[str, Any], list, dict]:
+    """Check a saved soup before anything is built: ``(record, adapter paths, tensors)``. ``adapters``
+    overrides the recorded skill paths (moved directories); their sha256 must still match."""
     from safetensors.torch import load_file
-
-    from lorasoups.merging.registry import build
 
     p = Path(path)
     record_file = p / "soup.json"
@@ -114,22 +109,22 @@ def load_soup(path: str | Path, base_model: nn.Module, adapters: list[str | Path
                 f"soup '{p}': skill adapter '{got.path}' has changed since the soup was saved "
                 f"(sha256 {got.sha256[:12]} vs recorded {want['sha256'][:12]})"
             )
-    soup = build(record["method"], base_model, list(paths), **record["params"])
+    return record, list(paths), tensors
+
+
+@torch.no_grad()
+def restore_tensors(soup: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    """Put saved tensors (:func:`state_tensors`) back into a freshly built soup."""
     state = soup_state(soup)
     current = state_tensors(state)
     if sorted(current) != sorted(tensors):
-        raise MergeError(f"soup '{p}': saved tensors {sorted(tensors)} do not match the rebuilt soup's {sorted(current)}")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            if name == "lorahub.weights":
-                from lorasoups.merging.lorahub import set_lorahub_weights
-
-                set_lorahub_weights(state, value)
-                continue
-            target = state.trainable.get(name)
-            if target is None and name == "lorasoup_alphas.weight":
-                target = state.extra["alphas"].weight
-            if target.shape != value.shape:
-                raise MergeError(f"soup '{p}': tensor {name} has shape {tuple(value.shape)}, soup expects {tuple(target.shape)}")
+        raise MergeError(f"soup '{where}': saved tensors {sorted(tensors)} do not match the rebuilt soup's {sorted(current)}")
+    for name, value in tensors.items():
+        if value.shape != current[name].shape:
+            raise MergeError(f"soup '{where}': tensor {name} has shape {tuple(value.shape)}, "
+                             f"soup expects {tuple(current[name].shape)}")
+        if name in state.trainable:
+            target = state.trainable[name]
             target.copy_(value.to(target.device, target.dtype))
-    return soup
+        else:
+            state.saved[name][1](value)

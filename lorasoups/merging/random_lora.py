@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from lorasoups.merging.export import write_new
-from lorasoups.merging.skills import KEY_PREFIX, MergeError, load_skill
+from lorasoups.merging.skill_adapters import KEY_PREFIX, MergeError, load_skill
 
 #: The file beside the adapter that says what it is and how it was made.
 REPORT = "random_lora.json"

@@ -7,15 +7,15 @@ attached to it and listed in :class:`SoupState`.
 """
 from __future__ import annotations
 
-import re
-import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from lorasoups.merging.skills import MergeError, SkillAdapter
+from lorasoups.merging.method import Method
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, lora_config_like
 
 # The one peft adapter every soup holds. "default" (not a custom name) so peft utilities that
 # assume it (get_peft_model_state_dict, save_pretrained's folder layout) behave as for any LoRA.
@@ -32,6 +32,14 @@ class SoupState:
     modules: list[str]  # adapted module names relative to the base model, sorted
     trainable: dict[str, nn.Parameter] = field(default_factory=dict)  # what training may update
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific objects (alphas, routers, ...)
+    saved: dict[str, tuple[Callable[[], torch.Tensor], Callable[[torch.Tensor], None]]] = field(default_factory=dict)
+    """Tensors beside ``trainable`` that make the soup differ from a fresh build with the same
+    parameters (CAT's fixed alphas, LoraHub's weights): name -> (read, restore), for save/load."""
+    after_step: Callable[[], None] | None = None
+    """A constraint training re-applies after each optimiser step (CAT's ``clamp``: alphas into [0, 1])."""
+    set_weights: Callable[[Any], None] | None = None
+    """Sets the soup's one weight per skill in place (LoraHub's search; static CAT), where it has one."""
+    spec: Method | None = None  # the method's facts (set by registry.build): read here, not from the registry
 
     @property
     def skill_names(self) -> list[str]:
@@ -46,6 +54,13 @@ def soup_state(soup: nn.Module) -> SoupState:
             f"expected a soup built by lorasoups.merging.build, got a {type(soup).__name__} without one"
         )
     return state
+
+
+def method_of(state: SoupState) -> Method:
+    """The :class:`~lorasoups.merging.method.Method` a soup was built by."""
+    if state.spec is None:  # a bug of ours: registry.build sets it
+        raise RuntimeError(f"soup state of method '{state.method}' carries no Method")
+    return state.spec
 
 
 def lora_layers(peft_model: nn.Module, modules: list[str]) -> dict[str, nn.Module]:
@@ -66,23 +81,11 @@ def new_soup_adapter(
     i.e. scaling 1, the soups put all scalings into the weights). Target modules are listed by full
     name so the adapter covers exactly the skills' modules, whatever their configs' patterns were.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     alphas = lora_alpha or {m: float(r) for m, r in ranks.items()}
     modules = sorted(ranks)
-    r0, a0 = ranks[modules[0]], alphas[modules[0]]
-    cfg0 = skills[0].config
-    config = LoraConfig(
-        r=r0,
-        lora_alpha=a0,
-        target_modules=modules,
-        rank_pattern={re.escape(m): ranks[m] for m in modules if ranks[m] != r0},
-        alpha_pattern={re.escape(m): alphas[m] for m in modules if alphas[m] != a0},
-        lora_dropout=float(cfg0.get("lora_dropout") or 0.0),
-        bias="none",
-        task_type=cfg0.get("task_type"),
-        base_model_name_or_path=skills[0].base_model,
-    )
+    config = lora_config_like(skills[0], ranks, alphas)
     assert not hasattr(base_model, "peft_config"), "checked by build()"
     peft_model = get_peft_model(base_model, config, adapter_name=ADAPTER)
     freeze(peft_model)
@@ -111,30 +114,3 @@ def concat_skills(skills: list[SkillAdapter], module: str) -> tuple[torch.Tensor
     B = torch.cat([s.B[module] for s in skills], dim=1)
     col_skill = torch.cat([torch.full((s.rank(module),), i, dtype=torch.long) for i, s in enumerate(skills)])
     return A, B, col_skill
-
-
-def attach(model: nn.Module, state: SoupState) -> nn.Module:
-    """Record ``state`` on the model (a plain attribute: not a submodule, not in state_dict),
-    unfreeze the soup's own parameters, and make saving/merging soup-aware.
-
-    peft's ``save_pretrained`` would write CAT's B without alpha (under parametrisation keys) and
-    MoE's LoRA without its gates; ``merge_and_unload`` on MoE would merge the ungated sum. Both
-    would be silently wrong, so the soup gets its own ``save_pretrained`` (what Trainer calls at each
-    checkpoint) and an MoE soup refuses to merge.
-    """
-    from lorasoups.merging.persist import save_pretrained
-    from lorasoups.merging.registry import METHODS
-
-    object.__setattr__(model, "lorasoup", state)
-    for p in state.trainable.values():
-        p.requires_grad_(True)
-    object.__setattr__(model, "save_pretrained", types.MethodType(save_pretrained, model))
-    if not METHODS[state.method].exportable:
-        def refuse(*args: Any, **kwargs: Any):
-            raise MergeError(
-                f"a '{state.method}' soup cannot be merged into the base weights: its gates depend on each token"
-            )
-
-        for name in ("merge_and_unload", "merge_adapter"):
-            object.__setattr__(model, name, refuse)
-    return model

@@ -14,27 +14,51 @@ cannot carry a sign on both factors). The ``*_svd`` methods merge dW_k = s_k B_k
 """
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from peft.utils import merge_utils
 from torch import nn
 
-from lorasoups.merging.skills import MergeError, SkillAdapter, require_equal_ranks
-from lorasoups.merging.soup import ADAPTER, SoupState, freeze
+from lorasoups.merging.method import FactorMerge
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, require_equal_ranks
+from lorasoups.merging.soup import ADAPTER, SoupState, freeze, new_soup_adapter
 
-#: registry name -> (peft combination_type, needs density, merges in factor space)
-COMBINATIONS: dict[str, tuple[str, bool, bool]] = {
-    "linear": ("linear", False, True),
-    "ties": ("ties", True, True),
-    "dare": ("dare_linear", True, True),
-    "dare_ties": ("dare_ties", True, True),
-    "magnitude_prune": ("magnitude_prune", True, True),
-    "svd": ("svd", False, False),
-    "ties_svd": ("ties_svd", True, False),
-    "dare_svd": ("dare_linear_svd", True, False),
-    "dare_ties_svd": ("dare_ties_svd", True, False),
-    "magnitude_prune_svd": ("magnitude_prune_svd", True, False),
+
+@dataclass(frozen=True)
+class Combination:
+    """One peft ``add_weighted_adapter`` merge as a registry method: adding one is a row below."""
+
+    peft: str
+    """peft's ``combination_type``."""
+    density: bool
+    """Prunes to a density λ (a parameter, and a sweep axis)."""
+    factor_space: bool
+    """Merges the A's and the B's separately (the paper's §3.1), else dW_k = s_k B_k A_k."""
+    inplace: FactorMerge | None = None
+    """The same merge from peft's ``merge_utils``, applied by the sweep to stacked factors in
+    place (factor-space merges only); None: not swept."""
+
+    @property
+    def seeded(self) -> bool:
+        return "dare" in self.peft  # DARE's masks are random draws
+
+
+COMBINATIONS: dict[str, Combination] = {
+    "linear": Combination("linear", False, True, lambda t, w, d, s: merge_utils.task_arithmetic(t, w)),
+    "ties": Combination("ties", True, True, lambda t, w, d, s: merge_utils.ties(t, w, d, s)),
+    "dare": Combination("dare_linear", True, True, lambda t, w, d, s: merge_utils.dare_linear(t, w, d)),
+    "dare_ties": Combination("dare_ties", True, True, lambda t, w, d, s: merge_utils.dare_ties(t, w, d, s)),
+    "magnitude_prune": Combination("magnitude_prune", True, True,
+                                   lambda t, w, d, s: merge_utils.magnitude_prune(t, w, d)),
+    "svd": Combination("svd", False, False),
+    "ties_svd": Combination("ties_svd", True, False),
+    "dare_svd": Combination("dare_linear_svd", True, False),
+    "dare_ties_svd": Combination("dare_ties_svd", True, False),
+    "magnitude_prune_svd": Combination("magnitude_prune_svd", True, False),
 }
 
 
@@ -72,7 +96,8 @@ def checked_alphas(alphas: list[float] | None, skills: list[SkillAdapter], metho
 def build_weighted(method: str, base_model: nn.Module, skills: list[SkillAdapter], params: WeightedParams):
     from peft import PeftModel
 
-    combination, needs_density, factor_space = COMBINATIONS[method]
+    spec = COMBINATIONS[method]
+    combination, needs_density, factor_space = spec.peft, spec.density, spec.factor_space
     alphas = checked_alphas(params.alphas, skills, method)
     if factor_space:
         require_equal_ranks(skills, method)
@@ -111,3 +136,64 @@ def build_weighted(method: str, base_model: nn.Module, skills: list[SkillAdapter
         model.delete_adapter(name)
     freeze(model)
     return model, SoupState(method, {}, skills, skills[0].modules)
+
+
+def factor_weights(alphas: list[float], scaling: tuple[float, ...]) -> tuple[list[float], list[float]]:
+    """peft's per-factor weights for skill weights α_k (passed to peft as w_k = α_k², see above):
+    sqrt(|w_k s_k|) on B_k and the same with w_k s_k's sign on A_k, computed as peft computes them."""
+    wa, wb = [], []
+    for a, s in zip(alphas, scaling):
+        ws = (a * a) * s
+        wa.append(math.sqrt(abs(ws)) * (1 if ws >= 0 else -1))
+        wb.append(math.sqrt(abs(ws)))
+    return wa, wb
+
+
+@torch.no_grad()
+def write_factor_merge(targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                       factors: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]],
+                       scalings: dict[str, tuple[float, ...]], merge: FactorMerge, alphas: list[float],
+                       density: float | None, seed: int, majority_sign_method: str = "total") -> None:
+    """Write a factor-space merge of each module into its adapter's (A, B) ``targets``.
+
+    ``factors``: module -> the skills' (A's, B's) on the targets' device; ``targets`` in peft's
+    module order (``named_modules``), which random draws follow. The sweep calls this per grid point
+    and :func:`factor_merge_builder`'s methods once per build, so a merge means the same in both."""
+    device = next(iter(targets.values()))[0].device
+    devices = [device.index or 0] if device.type == "cuda" else []
+    cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
+        warnings.simplefilter("ignore")  # merge_utils.prune warns on density 1 for every tensor
+        torch.manual_seed(seed)
+        for m, (a_t, b_t) in targets.items():
+            if scalings[m] not in cache:
+                cache[scalings[m]] = tuple(torch.tensor(w).to(device) for w in factor_weights(alphas, scalings[m]))
+            wa, wb = cache[scalings[m]]
+            A, B = factors[m]
+            a_t.copy_(merge(A, wa, density, majority_sign_method).to(a_t.dtype))
+            b_t.copy_(merge(B, wb, density, majority_sign_method).to(b_t.dtype))
+
+
+def factor_merge_builder(name: str, merge: FactorMerge, density: bool):
+    """A builder for a method defined only by its :data:`FactorMerge` (peft's ``merge_utils``
+    signature): the same function then builds, sweeps and exports it (a new factor-space method is
+    one function and one registry line; the peft rows above build through peft instead)."""
+
+    def build(base_model: nn.Module, skills: list[SkillAdapter], params: WeightedParams):
+        require_equal_ranks(skills, name)
+        alphas = checked_alphas(params.alphas, skills, name)
+        if any(a < 0 for a in alphas):
+            raise MergeError(f"method '{name}' weights both LoRA factors by alpha, so alphas must be >= 0, got {alphas}")
+        if density and (params.density is None or not 0.0 < params.density <= 1.0):
+            raise MergeError(f"method '{name}' needs density in (0, 1], got {params.density}")
+        modules = skills[0].modules
+        model, layers = new_soup_adapter(base_model, skills, {m: skills[0].rank(m) for m in modules})
+        order = [n for n, _ in model.base_model.model.named_modules() if n in layers]
+        targets = {m: (layers[m].lora_A[ADAPTER].weight, layers[m].lora_B[ADAPTER].weight) for m in order}
+        device = targets[order[0]][0].device
+        factors = {m: ([s.A[m].to(device) for s in skills], [s.B[m].to(device) for s in skills]) for m in order}
+        write_factor_merge(targets, factors, {m: tuple(s.scaling[m] for s in skills) for m in order}, merge,
+                           alphas, params.density if density else None, params.seed, params.majority_sign_method)
+        return model, SoupState(name, {}, skills, modules)
+
+    return build

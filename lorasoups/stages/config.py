@@ -9,7 +9,7 @@ from lorasoups.config import ConfigError, did_you_mean
 #: The paper's settings; prompt robustness as its three training pairs (Figures 10b, 10a, 10c).
 ALL_SETTINGS = ["math_code", "qabot", "reading_comprehension", "prompt_robustness",
                 "prompt_robustness_1_4", "prompt_robustness_2_4"]
-#: The controls beside CAT (issue 13 §7): does the skill matter (``cat_random``), is CAT's gain its
+#: The controls beside CAT: does the skill matter (``cat_random``), is CAT's gain its
 #: data (``cat_data_lora``), does learning alpha matter (``random_alpha``), is the setting learnable
 #: at all (``oracle``).
 CONTROLS = ("cat_random", "cat_data_lora", "random_alpha", "oracle")
@@ -37,12 +37,12 @@ class ExperimentConfig:
     """Density (lambda) of TIES / DARE when no sweep result exists."""
     cat_from_lorahub: bool = False
     """Stage 07 also learns CAT starting from LoraHub's weights (label ``cat_lorahub``, free alphas;
-    issue 9's bonus question: does a good start help learned CAT?)."""
+    does a good start help learned CAT?)."""
     cat_svd_rank: int | None = None
     """Stage 05 also writes learned CAT's fold (rank sum of the skills' ranks) compressed by truncated
     SVD to this rank (label ``cat_svd``), with the share of the update it keeps (None: not built)."""
     cat_recipes: list[str] = field(default_factory=list)
-    """More learned-CAT recipes (``lorasoups.training.cat.RECIPES``) beside the ``cat`` section's own,
+    """More learned-CAT recipes (``lorasoups.training.soup.RECIPES``) beside the ``cat`` section's own,
     each learned by stage 04 as label ``cat_<recipe>`` with the rest of the ``cat`` section unchanged
     (the CPU study: ``[paper]`` beside the converged default, for Figure 9 under both recipes)."""
     controls: list[str] = field(default_factory=lambda: list(CONTROLS))

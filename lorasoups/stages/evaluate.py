@@ -27,10 +27,8 @@ from lorasoups.models import (
 )
 from lorasoups.stages.common import data_for, trained
 from lorasoups.stages.config import EvalConfig
+from lorasoups.task_kinds import headline, task_of_kind  # noqa: F401  (headline: the notebook prints it)
 
-#: entry kind -> (scorer task of lorasoups.evaluation.tasks, column holding the gold answer)
-TASK_OF_KIND = {"program": ("gsm_hard", "target"), "math": ("gsm_hard", "target"),
-                "qa": ("qa", "answer"), "count": ("prompt_format", "answer")}
 #: PAL demonstrations in the base model's prompt on a program target (the paper, §5.1; every trained
 #: or merged model gets ``load``'s default of 1, §B.2, and so does every model on a QA target).
 BASE_PAL_SHOTS = 8
@@ -89,7 +87,8 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
             net = tok = None  # loaded on the first (model, target) pair that has no reusable result
             for target in s.targets:
                 ds = target_prompts(sets, target, label, data, profile)
-                task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+                spec = task_of_kind(get_entry(target).kind)
+                task, gold_col = spec.name, spec.gold
                 gen = cfg.generation_for(task, seed, STOPS)
                 path = eval_result_path(profile, setting, label, target, seed)
                 key = request_key(base_ident, models[label], ds, task, gen, cfg)
@@ -135,7 +134,7 @@ def evaluate_setting(model: str, setting: str, seed: int, data: DataConfig, cfg:
 # stage (a saved soup adds the merging code that rebuilds it; an exported merge is an ordinary PEFT
 # adapter whose own key covers that code). Prompts and records are keyed by content, trained
 # models by their run folder, so edits to data generators, training or analysis do not re-decode.
-EVAL_CODE = ("models.py", "evaluation", "stages/evaluate.py", "config.py")
+EVAL_CODE = ("models.py", "evaluation", "stages/evaluate.py", "config.py", "task_kinds.py")
 #: What of a dataset's identity the key holds: its content and how it was drawn, not where the
 #: mirror lay or why the hub was unreachable this time (that text varies between sessions).
 KEY_IDENTITY = ("name", "split", "source", "version", "fingerprint", "seed", "num_rows", "demonstrations", "dropped")
@@ -231,17 +230,3 @@ def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str
                     config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge,
                                     "battles_decided_by": decided_by}},
                     metrics={"elo": elo, **info}, examples=rows, datasets={target: identity(ds)})
-
-
-#: The number each task kind is compared on (first present key wins).
-HEADLINE_KEYS = ("exec_accuracy", "accuracy", "judge_accuracy", "f1")
-
-
-def headline(by_target: dict[str, dict[str, Any]], digits: int = 3) -> dict[str, float]:
-    """``{target: headline metric}`` rounded, for printing a setting's scores on one line."""
-    out = {}
-    for target, metrics in by_target.items():
-        key = next((k for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))), None)
-        if key is not None:
-            out[target] = round(float(metrics[key]), digits)
-    return out

@@ -38,7 +38,6 @@ import numpy as np
 import torch
 
 from lorasoups import paths, results
-from lorasoups.analysis.load import SCORE_COLUMN as _CORRECT
 from lorasoups.analysis.load import item_keys
 from lorasoups.analysis.stats import bootstrap_mean_ci
 from lorasoups.config import to_dict
@@ -47,7 +46,8 @@ from lorasoups.evaluation.tasks import evaluate
 from lorasoups.models import model_identity
 from lorasoups.stages.common import trained
 from lorasoups.stages.config import EvalConfig, GateConfig
-from lorasoups.stages.evaluate import STOPS, TASK_OF_KIND, evaluate_setting, load_model
+from lorasoups.stages.evaluate import STOPS, evaluate_setting, load_model
+from lorasoups.task_kinds import TASKS, task_of_kind
 
 ACC_MARGIN = 0.05
 """Accuracy points a LoRA must clear the floor by (and the CI of the gap must exclude 0)."""
@@ -151,7 +151,8 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
             raise results.ResultsError(f"setting {setting}, seed {seed}: no trained {label} ({name}); "
                                        "run stage train_skills first")
         ds = _skill_sample(name, data, gate.size)
-        task, gold_col = TASK_OF_KIND.get(get_entry(name).kind, (None, None))  # None: a text skill
+        spec = task_of_kind(get_entry(name).kind)  # None: a text skill
+        task, gold_col = (spec.name, spec.gold) if spec else (None, None)
         scores: dict[str, list[float]] = {}
         answers: dict[str, list[str]] = {}  # predicted answers, where the task extracts one
         for who, record in (("base", None), (label, models[label])):
@@ -161,7 +162,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
                 with torch.no_grad():
                     _, ex = evaluate(net, tok, task, list(ds["prompt"]), list(ds[gold_col]), generation=gen,
                                      progress=False)
-                scores[who] = [float(r[_CORRECT[task]]) for r in ex]
+                scores[who] = [float(r[TASKS[task].item_score]) for r in ex]
                 if ex and "predicted" in ex[0]:
                     answers[who] = [str(r["predicted"]).strip() for r in ex]
             else:
@@ -172,7 +173,7 @@ def skill_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalCo
                                "n": len(ds), "dataset": identity(ds)}
         if task is not None:
             fname, floor = floor_of(ds[gold_col], scores["base"])
-            row.update(rule="skill_scored", metric_name=_CORRECT[task], base=float(np.mean(scores["base"])),
+            row.update(rule="skill_scored", metric_name=TASKS[task].item_score, base=float(np.mean(scores["base"])),
                        **accuracy_verdict(scores[label], fname, floor))
             if answers:  # a model can score the floor by always giving the majority answer: say how often it did
                 majority = majority_answer(ds[gold_col])
@@ -219,16 +220,16 @@ def oracle_gate(model: str, setting: str, seed: int, data: DataConfig, ev: EvalC
 
     rows = []
     for target in get_setting(setting).targets:
-        task, _ = TASK_OF_KIND[get_entry(target).kind]
+        task = task_of_kind(get_entry(target).kind).name
         ex = paired_rows({label: read_jsonl(examples_path(eval_result_path(profile, setting, label, target, seed)))
                           for label in ("base", "oracle")}, f"{setting}/{target} seed {seed}")
-        per = {label: [float(r[_CORRECT[task]]) for r in rows_] for label, rows_ in ex.items()}
+        per = {label: [float(r[TASKS[task].item_score]) for r in rows_] for label, rows_ in ex.items()}
         golds = [r["gold"] for r in ex["base"]]
         if task == "qa":
             fname, floor = "base", per["base"]
         else:
             fname, floor = floor_of(golds, per["base"])
-        row = {"target": target, "n": len(per["oracle"]), "metric_name": _CORRECT[task],
+        row = {"target": target, "n": len(per["oracle"]), "metric_name": TASKS[task].item_score,
                "base": float(np.mean(per["base"])), **accuracy_verdict(per["oracle"], fname, floor)}
         print(f"[gate {setting}] oracle on {target}: {row['metric_name']} {row['metric']:.3f} vs floor "
               f"{row['floor']:.3f} ({fname}); {'PASS' if row['passed'] else 'FAIL'}", flush=True)

@@ -14,7 +14,7 @@ from typing import Any
 from lorasoups import paths
 from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, get_entry, identity
-from lorasoups.merging import build, export_adapter
+from lorasoups.merging import METHODS, MergeDefaults, build, export_adapter
 from lorasoups.models import load_base
 from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.common import (
@@ -28,22 +28,17 @@ from lorasoups.stages.common import (
 )
 from lorasoups.stages.config import ExperimentConfig
 from lorasoups.sweep import SweepConfig
+from lorasoups.task_kinds import task_of_kind
 
 
 def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting: str = "") -> dict[str, Any]:
-    """Hyper-parameters of a static merge of ``k`` skills (the sweep stage, when run, overrides them)."""
-    if method == "cat_static":
-        return {"alphas": [exp.static_alpha if exp.static_alpha is not None else 1.0 / k] * k}
-    alphas = list(exp.merge_alphas) if exp.merge_alphas is not None else [1.0] * k
-    if len(alphas) != k:
-        raise ConfigError(f"experiment.merge_alphas has {len(alphas)} weights but setting '{setting}' composes "
-                          f"{k} skills; give {k} weights or null (1.0 each)")
-    params: dict[str, Any] = {"alphas": alphas}
-    if method in ("ties", "dare", "dare_ties", "magnitude_prune"):
-        params["density"] = exp.merge_density
-    if method.startswith("dare"):
-        params["seed"] = seed
-    return params
+    """Hyper-parameters of a static merge of ``k`` skills (the sweep stage, when run, overrides them):
+    the method's own defaults (``Method.default_params``) from the experiment's values."""
+    if exp.merge_alphas is not None and len(exp.merge_alphas) != k:
+        raise ConfigError(f"experiment.merge_alphas has {len(exp.merge_alphas)} weights but setting '{setting}' "
+                          f"composes {k} skills; give {k} weights or null (1.0 each)")
+    return METHODS[method].default_params(MergeDefaults(k=k, alphas=exp.merge_alphas, density=exp.merge_density,
+                                                        static_alpha=exp.static_alpha, seed=seed))
 
 
 def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: str) -> dict[str, Any]:
@@ -51,8 +46,6 @@ def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: 
     examples (:func:`lorasoups.stages.common.tuning_examples`), or, for a setting that tunes on its skills (prompt
     robustness), every skill's validation split, so the scored formats stay unseen.
     Returns ``{"task", "prompts", "golds", "datasets": {name: identity}}``."""
-    from lorasoups.stages.evaluate import TASK_OF_KIND
-
     size = sweep.validation_size or data.size(profile, target=True)
     prompts: list[str] = []
     golds: list[Any] = []
@@ -60,7 +53,8 @@ def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: 
     tasks = set()
     for target in tuning_sets(setting):
         ds = tuning_examples(setting, target, data, size, sweep.validation_source)
-        task, gold_col = TASK_OF_KIND[get_entry(target).kind]
+        spec = task_of_kind(get_entry(target).kind)
+        task, gold_col = spec.name, spec.gold
         tasks.add(task)
         prompts += list(ds["prompt"])
         golds += list(ds[gold_col])
@@ -132,7 +126,7 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
 
 def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, profile: str) -> dict[str, Any]:
     """Learned CAT's fold (rank sum_k r_k) compressed by truncated SVD to ``exp.cat_svd_rank``
-    (label ``cat_svd``; issue 9 bonus: what does a rank-r export of the soup cost?). Returns the
+    (label ``cat_svd``; what does a rank-r export of the soup cost?). Returns the
     overall relative Frobenius error and the share of sum(sigma^2) kept; {} unless asked for."""
     from lorasoups.merging import compress_adapter
     from lorasoups.merging.compress import REPORT

@@ -9,6 +9,7 @@ from typing import Any
 from lorasoups import paths
 from lorasoups.config import ConfigError
 from lorasoups.data import DataConfig, DataError, cat_mixture, get_entry, get_setting, identity
+from lorasoups.merging import METHODS
 from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.common import (
     MERGE_CODE,
@@ -26,12 +27,11 @@ from lorasoups.training import (
     LoraHubConfig,
     SftConfig,
     SoupTrainConfig,
-    train_cat,
     train_datamix_concat,
     train_datamix_sequential,
     train_lorahub,
-    train_moe,
     train_sft,
+    train_soup,
 )
 
 
@@ -122,25 +122,24 @@ def _validation_mixture(sets: dict[str, Any], data: DataConfig, seed: int):
 def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
                profile: str, label: str | None = None, extra: dict[str, Any] | None = None,
                adapters: list[str] | None = None) -> dict:
-    """Learned CAT (``cat``: only the alphas train) or MoE (``moe``: only the routers) on the
-    CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss.
+    """A learnable soup method (``cat``: only the alphas train; ``moe``: only the routers; any
+    registered ``Method`` with ``learnable``) on the CAT mixture (``data.cat_fraction`` of each skill), best checkpoint by validation loss.
     ``label``: the result label (default: ``method``); ``extra``: more metrics to record;
     ``adapters``: the LoRAs to combine (default: the setting's skill LoRAs)."""
     label = label or method
     sets = data_for(setting, data, profile)
     adapters = adapters or skill_adapters(profile, setting, seed, model)
     cfg = dataclasses.replace(cfg, seed=seed)
-    train_fn = train_cat if method == "cat" else train_moe
     _progress(f"[{setting}] {label}: {len(sets['cat_mixture'])} mixture records")
-    run = train_fn(model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
-                   name=f"{setting}-{label}")
+    run = train_soup(method, model, adapters, sets["cat_mixture"], _validation_mixture(sets, data, seed), cfg,
+                     name=f"{setting}-{label}")
     extra = dict(extra or {})
     alphas = Path(run.run_dir) / "alphas.json"
     if alphas.is_file():
         extra["alphas"] = json.loads(alphas.read_text())
     write_train_result(profile, setting, label, seed, run, cfg, model,
                        identities(cat_mixture=sets["cat_mixture"]), extra,
-                       kind="adapter" if method == "cat" else "soup")
+                       kind="adapter" if METHODS[method].exportable else "soup")
     drift = (run.summary.get("final_drift") or {}).get("max", {})
     return {**{k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best", "best_step")},
             **{f"max_drift/{skill}": v for skill, v in drift.items()}}
@@ -200,7 +199,7 @@ def search_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: L
 
 def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
                            exp: ExperimentConfig, profile: str) -> dict:
-    """Learned CAT whose alpha starts at LoraHub's weights (label ``cat_lorahub``; issue 9 bonus).
+    """Learned CAT whose alpha starts at LoraHub's weights (label ``cat_lorahub``).
 
     LoraHub searches one global weight per skill, possibly negative, which a softmax cannot start
     from, so this soup learns free alphas (``parameterisation: free``) at the configured granularity,
@@ -221,7 +220,7 @@ def learn_cat_from_lorahub(model: str, setting: str, seed: int, data: DataConfig
                       label="cat_lorahub", extra={"init_weights": init})
 
 
-# ---- controls (issue 13 §7): stage 03 trains cat_data_lora and oracle, stage 04 cat_random and random_alpha
+# ---- controls: stage 03 trains cat_data_lora and oracle, stage 04 cat_random and random_alpha
 
 
 def oracle_data(setting: str, data: DataConfig, profile: str, min_records: int):

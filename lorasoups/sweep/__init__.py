@@ -8,7 +8,6 @@ into one preallocated PEFT adapter (peft's own merge functions), decoded with
 * ``engine``   :func:`run_sweep`, :func:`best_point`, :func:`best_params`, :func:`sweep_path`
 """
 from lorasoups.sweep.engine import (
-    DEFAULT_METRIC,
     SweepConfig,
     best_params,
     best_point,
@@ -16,10 +15,10 @@ from lorasoups.sweep.engine import (
     run_sweep,
     sweep_path,
 )
-from lorasoups.sweep.grid import DENSITY_METHODS, SWEEP_METHODS, GridConfig, point_key, points
+from lorasoups.sweep.grid import GridConfig, has_density, point_key, points, sweep_methods
 from lorasoups.sweep.inplace import InPlaceMerger
 
 __all__ = [
-    "DEFAULT_METRIC", "DENSITY_METHODS", "GridConfig", "InPlaceMerger", "SWEEP_METHODS", "SweepConfig",
-    "best_params", "best_point", "point_key", "points", "read_sweep", "run_sweep", "sweep_path",
+    "GridConfig", "InPlaceMerger", "SweepConfig", "best_params", "best_point", "has_density",
+    "point_key", "points", "read_sweep", "run_sweep", "sweep_methods", "sweep_path",
 ]

@@ -27,14 +27,14 @@ from typing import Any, Literal
 from lorasoups import paths
 from lorasoups.config import did_you_mean, to_dict
 from lorasoups.evaluation.fastgen import FastGenConfig, FastGenerator
+from lorasoups.merging.registry import METHODS
 from lorasoups.results import fingerprint
 from lorasoups.sweep.grid import GridConfig, equivalence_key, point_key, points
 from lorasoups.sweep.inplace import InPlaceMerger
+from lorasoups.task_kinds import get_task
 
 Scorer = Callable[[Sequence[str], Sequence[Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
 
-#: task kind -> the metric a sweep maximises
-DEFAULT_METRIC = {"gsm_hard": "exec_accuracy", "qa": "f1", "prompt_format": "accuracy"}
 FORMAT = "lorasoups-sweep/1"
 
 
@@ -140,7 +140,7 @@ def best_params(best: dict[str, Any], method: str, seed: int = 0) -> dict[str, A
         if best["density"] == 0:
             raise ValueError(f"best point of '{method}' has density 0: the base model without LoRA wins")
         params["density"] = best["density"]
-    if method.startswith("dare"):
+    if METHODS[method].seeded:
         params["seed"] = seed
     return params
 
@@ -150,11 +150,7 @@ def _scorer_for(task: str, workers: int | None) -> Scorer:
         from lorasoups.evaluation.gsm_hard import score_gsm_hard
 
         return lambda gens, golds: score_gsm_hard(gens, golds, workers=workers)
-    from lorasoups.evaluation.tasks import SCORERS
-
-    if task not in SCORERS:
-        raise ValueError(f"sweep: unknown task kind '{task}'{did_you_mean(task, SCORERS)}")
-    return SCORERS[task]
+    return get_task(task).scorer
 
 
 def run_sweep(
@@ -177,7 +173,7 @@ def run_sweep(
     cfg = config or SweepConfig()
     if len(prompts) != len(golds):
         raise ValueError(f"run_sweep: {len(prompts)} prompts but {len(golds)} golds")
-    metric = cfg.metric or DEFAULT_METRIC.get(task)
+    metric = cfg.metric or get_task(task).sweep_metric
     if metric is None:
         raise ValueError(f"run_sweep: no default metric for task '{task}'; set SweepConfig.metric")
     score = scorer or _scorer_for(task, cfg.score_workers)
@@ -287,4 +283,4 @@ def _plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(to_dict(metrics), default=str))
 
 
-__all__ = ["DEFAULT_METRIC", "SweepConfig", "best_params", "best_point", "read_sweep", "run_sweep", "sweep_path"]
+__all__ = ["SweepConfig", "best_params", "best_point", "read_sweep", "run_sweep", "sweep_path"]

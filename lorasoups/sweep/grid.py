@@ -9,10 +9,18 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-#: methods whose merge has a density (λ); ``linear`` sweeps only the skill weights
-DENSITY_METHODS = ("ties", "dare", "dare_ties", "magnitude_prune")
-#: what the in-place engine can merge (factor-space merges of equal-rank LoRAs, peft semantics)
-SWEEP_METHODS = ("linear", *DENSITY_METHODS)
+from lorasoups.merging.registry import METHODS
+
+
+def sweep_methods() -> list[str]:
+    """What the in-place engine can merge: every registered method with a factor-space merge
+    (``Method.inplace``); ``linear`` sweeps only the skill weights, a method with a density λ too."""
+    return [name for name, m in METHODS.items() if m.sweepable]
+
+
+def has_density(method: str) -> bool:
+    """Whether ``method``'s merge takes a density (λ): a grid axis, and 0 means the zero adapter."""
+    return method in METHODS and METHODS[method].density
 
 
 @dataclass
@@ -44,8 +52,8 @@ def axis(spec: list[float], name: str) -> list[float]:
 def points(method: str, k: int, grid: GridConfig | None = None) -> list[dict[str, Any]]:
     """Every grid point of ``method`` for ``k`` skills, in a fixed order (density outermost, then
     α_1, α_2, ...): ``{"density": λ or None, "alphas": [α_1, ..., α_k]}``."""
-    if method not in SWEEP_METHODS:
-        raise ValueError(f"sweep: method '{method}' cannot be swept in place; choose one of {SWEEP_METHODS}")
+    if method not in sweep_methods():
+        raise ValueError(f"sweep: method '{method}' cannot be swept in place; choose one of {sweep_methods()}")
     g = grid or GridConfig()
     dens = axis(g.density or [0.0, 1.0, 0.2], "density")
     alphas = axis(g.alpha or [1.0, 2.0, 0.2], "alpha")
@@ -56,7 +64,7 @@ def points(method: str, k: int, grid: GridConfig | None = None) -> list[dict[str
     shared = g.shared_alpha if g.shared_alpha is not None else k > 2
     combos = [(a,) * k for a in alphas] if shared else list(itertools.product(alphas, repeat=k))
     out = []
-    for d in (dens if method in DENSITY_METHODS else [None]):
+    for d in (dens if has_density(method) else [None]):
         for combo in combos:
             out.append({"density": d, "alphas": list(combo)})
     return out
@@ -71,9 +79,9 @@ def point_key(point: dict[str, Any]) -> str:
 def equivalence_key(method: str, point: dict[str, Any]) -> str:
     """Points with the same key merge to the same adapter: at density 0 every entry is pruned,
     whatever the weights, so the 36 λ=0 points of the paper's grid are one evaluation."""
-    if method in DENSITY_METHODS and point["density"] == 0:
+    if has_density(method) and point["density"] == 0:
         return "zero-adapter"
     return point_key(point)
 
 
-__all__ = ["DENSITY_METHODS", "GridConfig", "SWEEP_METHODS", "axis", "equivalence_key", "point_key", "points"]
+__all__ = ["GridConfig", "axis", "equivalence_key", "has_density", "point_key", "points", "sweep_methods"]

@@ -24,27 +24,17 @@ Density 0 keeps nothing: the adapter is zero (peft's DARE would divide 0 by 0 th
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import torch
-from peft.utils import merge_utils
 from torch import nn
 
-from lorasoups.merging.skills import MergeError, SkillAdapter, load_skills, require_equal_ranks
+from lorasoups.merging.registry import METHODS
+from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, load_skills, require_equal_ranks
 from lorasoups.merging.soup import ADAPTER, new_soup_adapter
-from lorasoups.sweep.grid import SWEEP_METHODS
-
-#: registry name -> merge_utils function (the peft combination it implements)
-_MERGE = {
-    "linear": lambda t, w, d, s: merge_utils.task_arithmetic(t, w),
-    "ties": lambda t, w, d, s: merge_utils.ties(t, w, d, s),
-    "dare": lambda t, w, d, s: merge_utils.dare_linear(t, w, d),
-    "dare_ties": lambda t, w, d, s: merge_utils.dare_ties(t, w, d, s),
-    "magnitude_prune": lambda t, w, d, s: merge_utils.magnitude_prune(t, w, d),
-}
-_RANDOM = ("dare", "dare_ties")
+from lorasoups.merging.task_arithmetic import write_factor_merge
+from lorasoups.sweep.grid import sweep_methods
 
 
 class InPlaceMerger:
@@ -67,19 +57,9 @@ class InPlaceMerger:
         self.device = layers[self.modules[0]].lora_A[ADAPTER].weight.device
         self._targets = {m: (layers[m].lora_A[ADAPTER].weight, layers[m].lora_B[ADAPTER].weight)
                          for m in self.modules}
-        self._A = {m: [s.A[m].to(self.device) for s in self.skills] for m in self.modules}
-        self._B = {m: [s.B[m].to(self.device) for s in self.skills] for m in self.modules}
+        self._factors = {m: ([s.A[m].to(self.device) for s in self.skills],
+                             [s.B[m].to(self.device) for s in self.skills]) for m in self.modules}
         self._scaling = {m: tuple(s.scaling[m] for s in self.skills) for m in self.modules}
-
-    def _weights(self, alphas: list[float], scaling: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """peft's per-factor weights, computed in the same order and precision as peft does."""
-        wa, wb = [], []
-        for a, s in zip(alphas, scaling):
-            ws = (a * a) * s
-            sign = 1 if ws >= 0 else -1
-            wa.append(math.sqrt(abs(ws)) * sign)
-            wb.append(math.sqrt(abs(ws)))
-        return torch.tensor(wa).to(self.device), torch.tensor(wb).to(self.device)
 
     @torch.no_grad()
     def apply(
@@ -90,35 +70,24 @@ class InPlaceMerger:
         seed: int = 0,
         majority_sign_method: Literal["total", "frequency"] = "total",
     ) -> None:
-        """Write the merge of the skills with these hyper-parameters into the adapter."""
-        if method not in _MERGE:
-            raise MergeError(f"sweep: method '{method}' cannot be merged in place; choose one of {SWEEP_METHODS}")
+        """Write the merge of the skills with these hyper-parameters into the adapter (the method's
+        ``Method.inplace`` merge, the same function its build uses or peft's equivalent)."""
+        spec = METHODS.get(method)
+        if spec is None or not spec.sweepable:
+            raise MergeError(f"sweep: method '{method}' cannot be merged in place; choose one of {sweep_methods()}")
         if len(alphas) != len(self.skills):
             raise MergeError(f"alphas has {len(alphas)} values but there are {len(self.skills)} skills")
         if any(a < 0 or not math.isfinite(a) for a in alphas):
             raise MergeError(f"alphas must be finite and >= 0 (each weights both LoRA factors), got {alphas}")
-        if method != "linear":
-            if density is None or not 0.0 <= density <= 1.0:
-                raise MergeError(f"method '{method}' needs density in [0, 1], got {density}")
-        if method != "linear" and density == 0:
+        if spec.density and (density is None or not 0.0 <= density <= 1.0):
+            raise MergeError(f"method '{method}' needs density in [0, 1], got {density}")
+        if spec.density and density == 0:
             for a, b in self._targets.values():
                 a.zero_()
                 b.zero_()
             return
-        merge = _MERGE[method]
-        cache: dict[tuple[float, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
-            warnings.simplefilter("ignore")  # merge_utils.prune warns on density 1 for every tensor
-            torch.manual_seed(seed)
-            for m in self.modules:
-                scaling = self._scaling[m]
-                if scaling not in cache:
-                    cache[scaling] = self._weights(alphas, scaling)
-                wa, wb = cache[scaling]
-                a_t, b_t = self._targets[m]
-                a_t.copy_(merge(self._A[m], wa, density, majority_sign_method).to(a_t.dtype))
-                b_t.copy_(merge(self._B[m], wb, density, majority_sign_method).to(b_t.dtype))
+        write_factor_merge(self._targets, self._factors, self._scaling, spec.inplace, alphas,
+                           density if spec.density else None, seed, majority_sign_method)
 
     def factors(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """module -> (A, B) of the adapter as it is now (views; clone to keep)."""

@@ -9,12 +9,12 @@ Every run lives in a directory keyed by the hash of its resolved config (:mod:`.
 run is reused, a killed one resumes from its last complete checkpoint. Several GPUs:
 ``accelerate launch --config_file configs/accelerate/ddp.yaml -m lorasoups.training.sft ...``.
 """
-from lorasoups.training.cat import RECIPES, SoupTrainConfig, train_cat, train_soup
 from lorasoups.training.datamix import train_datamix_concat, train_datamix_sequential
 from lorasoups.training.lorahub import LoraHubConfig, train_lorahub
 from lorasoups.training.moe import train_moe
 from lorasoups.training.runs import Run, RunError, check_adapter_base
 from lorasoups.training.sft import RunResult, SftConfig, make_sft_trainer, train_sft
+from lorasoups.training.soup import RECIPES, SoupTrainConfig, train_cat, train_soup
 
 __all__ = [
     "LoraHubConfig", "RECIPES", "Run", "RunError", "RunResult", "SftConfig", "SoupTrainConfig",

@@ -22,7 +22,6 @@ import torch
 
 from lorasoups.config import ConfigError, to_dict
 from lorasoups.results import package_versions
-from lorasoups.training.cat import skill_names
 from lorasoups.training.runs import (
     Run,
     adapter_identity,
@@ -32,6 +31,7 @@ from lorasoups.training.runs import (
     dataset_fingerprint,
 )
 from lorasoups.training.sft import RunResult, check_dataset, load_for_training
+from lorasoups.training.soup import skill_names
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""MoE router learning: the same loop as CAT (:func:`lorasoups.training.cat.train_soup`), but the
+"""MoE router learning: the same loop as CAT (:func:`lorasoups.training.soup.train_soup`), but the
 soup is ``moe`` and only its routers train; ``balance_loss_coef`` adds the Switch-Transformer
 load-balancing loss (off by default, as in the paper's baseline).
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lorasoups.training.cat import SoupTrainConfig, train_soup
 from lorasoups.training.sft import RunResult
+from lorasoups.training.soup import SoupTrainConfig, train_soup
 
 
 def train_moe(base: str, adapters: list[str | Path], train_dataset: Any, eval_dataset: Any,

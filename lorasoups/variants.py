@@ -8,9 +8,9 @@ rules are the reproduction's own; trained runs are shared by config hash, so a v
 only what its overlay changes (the granularity variants reuse one pair of skill LoRAs).
 
     python -m lorasoups.pipeline beyond rank --profile full
-    lorasoups.beyond.run_experiment("granularity", "smoke", variants=["layer-softmax"])
+    lorasoups.variants.run_experiment("granularity", "smoke", variants=["layer-softmax"])
 
-The analysis (``lorasoups.analysis.beyond``, ``notebooks/analysis/beyond.ipynb``) reads the
+The analysis (``lorasoups.analysis.variants``, ``notebooks/analysis/beyond.ipynb``) reads the
 namespaces back and draws one figure per experiment.
 """
 from __future__ import annotations

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from lorasoups.merging.cat import group_labels
-from lorasoups.merging.skills import MergeError, layer_index
-from lorasoups.merging.soup import soup_state
+from lorasoups.merging.skill_adapters import MergeError, layer_index
+from lorasoups.merging.soup import method_of, soup_state
 
 
 def trainable_parameters(soup: nn.Module) -> dict[str, nn.Parameter]:
@@ -28,10 +28,8 @@ def trainable_parameters(soup: nn.Module) -> dict[str, nn.Parameter]:
 def describe(soup: nn.Module) -> dict[str, Any]:
     """What a result JSON should record about a soup: method, paper, parameters (granularity,
     parameterisation, ...), the skills (path, sha256, ranks) and the size of what was trained."""
-    from lorasoups.merging.registry import METHODS
-
     state = soup_state(soup)
-    method = METHODS[state.method]
+    method = method_of(state)
     return {
         "method": state.method,
         "paper": method.paper,
@@ -52,8 +50,8 @@ def alphas_table(soup: nn.Module) -> list[dict[str, Any]]:
     """
     state = soup_state(soup)
     k = len(state.skills)
-    if state.method == "moe":
-        raise MergeError("a 'moe' soup has no fixed alpha: its gates depend on each token")
+    if not method_of(state).exportable:
+        raise MergeError(f"a '{state.method}' soup has no fixed alpha: its gates depend on each token")
     if "alphas" in state.extra:
         mod = state.extra["alphas"]
         values = mod.alpha().detach().cpu()
@@ -111,18 +109,9 @@ def plot_alphas(soup_or_table: nn.Module | list[dict[str, Any]], path: str | Pat
 
 @torch.no_grad()
 def set_weights(soup: nn.Module, weights) -> None:
-    """Set a LoraHub soup's weight per skill (or a static CAT's alphas) in place; cheap, call freely."""
+    """Set a soup's one weight per skill in place where its method has one to set (LoraHub; static
+    CAT's alphas); cheap, call freely."""
     state = soup_state(soup)
-    if state.method == "lorahub":
-        from lorasoups.merging.lorahub import set_lorahub_weights
-
-        set_lorahub_weights(state, weights)
-        return
-    if state.method == "cat_static":
-        from lorasoups.merging.cat import static_alphas
-
-        alphas = state.extra["alphas"]
-        w = weights.tolist() if hasattr(weights, "tolist") else weights
-        alphas.weight.copy_(static_alphas(w, alphas.groups, alphas.k, state.skills).to(alphas.weight.device))
-        return
-    raise MergeError(f"set_weights works on 'lorahub' and 'cat_static' soups, not '{state.method}'")
+    if state.set_weights is None:
+        raise MergeError(f"a '{state.method}' soup has no weights to set (LoraHub and static CAT do)")
+    state.set_weights(weights.tolist() if hasattr(weights, "tolist") else weights)

@@ -1,6 +1,7 @@
 """Run the numbered notebooks headless with papermill, in dependency order, skipping fresh stages.
 
-Usage: ``python -m lorasoups.pipeline run [--profile auto|smoke|full] [--stage NAME] [--force]``.
+Usage: ``python -m lorasoups.pipeline run [--profile auto|smoke|full] [--stage NAME] [--force]``
+(the command line is :mod:`lorasoups.pipeline.cli`).
 Parameters come from ``configs/base.yaml`` + ``configs/<profile>.yaml`` (+ ``--config`` files),
 are validated through the stage dataclasses *before* anything runs (papermill itself only warns on
 an unknown parameter), and must match the names in each notebook's ``parameters`` cell.
@@ -9,7 +10,6 @@ notebook source) lets an unchanged stage with its outputs present be skipped.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -149,7 +149,7 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     from lorasoups.merging.cat import CatParams
     from lorasoups.merging.moe import MoeParams
     from lorasoups.results import MODEL_LABELS, is_model_label
-    from lorasoups.sweep import SWEEP_METHODS
+    from lorasoups.sweep import sweep_methods
 
     for sec, params in (("cat", CatParams), ("moe", MoeParams)):
         from_dict(params, cfg[sec].soup, f"{source}:{sec}.soup")
@@ -159,22 +159,22 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     learned = {m: f"{m} is learned by its own stage, not built as a static merge" for m in METHODS if m not in static}
     _known(f"{source}:experiment.merges", exp.merges, static, "static merge", learned)
     _known(f"{source}:experiment.datamix", exp.datamix, ["concat", "sequential"], "DATA-MIX variant")
-    from lorasoups.training.cat import RECIPES
+    from lorasoups.training.soup import RECIPES
 
     _known(f"{source}:experiment.cat_recipes", exp.cat_recipes, list(RECIPES), "CAT recipe")
     for r in exp.cat_recipes:
         if r == cfg["cat"].recipe or exp.cat_recipes.count(r) > 1:
             raise ConfigError(f"{source}:experiment.cat_recipes: '{r}' is learned twice (cat.recipe is "
                               f"'{cfg['cat'].recipe}'; list each other recipe once)")
-    _known(f"{source}:sweep.methods", sweep.methods, list(SWEEP_METHODS), "sweep method")
+    _known(f"{source}:sweep.methods", sweep.methods, sweep_methods(), "sweep method")
     _known(f"{source}:sweep.settings", sweep.settings, list(SETTINGS), "setting")
     from lorasoups.data.registry import REGISTRY
 
     _known(f"{source}:data.sizes", list(cfg["data"].sizes), [*REGISTRY, "oracle_data"], "dataset")
     ev = cfg["evaluation"]
-    from lorasoups.evaluation.tasks import SCORERS
+    from lorasoups.task_kinds import TASKS
 
-    _known(f"{source}:evaluation.max_new_tokens_by_task", list(ev.max_new_tokens_by_task), list(SCORERS), "task kind")
+    _known(f"{source}:evaluation.max_new_tokens_by_task", list(ev.max_new_tokens_by_task), list(TASKS), "task kind")
     for key in ("labels", "elo_labels"):
         bad = [v for v in getattr(ev, key) or [] if not is_model_label(v, METHODS)]
         if bad:
@@ -397,56 +397,3 @@ def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] |
         print(f"[pipeline] {stage.name}: done in {seconds} s")
         report.append({"stage": stage.name, "ran": True, "seconds": seconds})
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lorasoups.pipeline", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="execute the notebooks")
-    r.add_argument("--profile", default="auto", choices=["auto", *profiles()])
-    r.add_argument("--stage", action="append", help="only this stage (repeatable)")
-    r.add_argument("--config", action="append", help="extra YAML layered on top (repeatable)")
-    r.add_argument("--force", action="store_true", help="rerun stages that are up to date")
-    p = sub.add_parser("show", help="print the resolved configuration")
-    p.add_argument("--profile", default="auto", choices=["auto", *profiles()])
-    p.add_argument("--config", action="append")
-    sub.add_parser("stages", help="list the stages in order")
-    b = sub.add_parser("beyond", help="run an experiment of configs/beyond/ (every variant)")
-    b.add_argument("name", help="experiment: a file stem in configs/beyond/")
-    b.add_argument("--profile", default="auto", choices=["auto", *profiles()])
-    b.add_argument("--variant", action="append", help="only this variant (repeatable)")
-    b.add_argument("--config", action="append", help="extra YAML layered under each variant")
-    b.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    from papermill.exceptions import PapermillExecutionError
-
-    try:
-        if args.cmd == "run":
-            start = time.perf_counter()
-            rep = run(args.profile, args.stage, args.force, args.config)
-            print(f"[pipeline] {sum(r['ran'] for r in rep)} stage(s) ran, "
-                  f"{sum(not r['ran'] for r in rep)} skipped, {time.perf_counter() - start:.1f} s in all")
-        elif args.cmd == "beyond":
-            from lorasoups.beyond import run_experiment
-
-            start = time.perf_counter()
-            rep = run_experiment(args.name, args.profile, args.variant, args.config, args.force)
-            print(f"[beyond {args.name}] {len(rep)} variant(s), "
-                  f"{sum(r['ran'] for v in rep.values() for r in v)} stage run(s), "
-                  f"{time.perf_counter() - start:.1f} s in all")
-        elif args.cmd == "show":
-            print(json.dumps(to_dict(resolve(args.profile, args.config)), indent=2))
-        else:
-            for s in STAGES:
-                print(f"{s.name:24s} notebooks/{s.notebook}")
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    except PapermillExecutionError as exc:  # the failing cell and its traceback; the stage was named above
-        print(f"notebook error:{exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -250,3 +250,27 @@ def require_equal_ranks(skills: list[SkillAdapter], method: str) -> None:
                 f"method '{method}' merges the LoRA factors element-wise and needs adapters of equal rank, "
                 f"but module {mod} has {listing}; use cat, cat_static or moe for mixed ranks"
             )
+
+
+def lora_config_like(skill: SkillAdapter, ranks: dict[str, int], alphas: dict[str, float],
+                     inference_mode: bool = False):
+    """The ``LoraConfig`` of an adapter we write (a soup's, an export, a compression): exactly the
+    modules of ``ranks``, listed by full name whatever the skills' own patterns were, each with its
+    rank and alpha (patterns where they differ from the first module's), dropout and task type
+    as ``skill`` has them. The one place our adapters' configs are made."""
+    from peft import LoraConfig
+
+    modules = sorted(ranks)
+    r0, a0 = ranks[modules[0]], alphas[modules[0]]
+    return LoraConfig(
+        r=r0,
+        lora_alpha=a0,
+        target_modules=modules,
+        rank_pattern={re.escape(m): ranks[m] for m in modules if ranks[m] != r0},
+        alpha_pattern={re.escape(m): alphas[m] for m in modules if alphas[m] != a0},
+        lora_dropout=float(skill.config.get("lora_dropout") or 0.0),
+        bias="none",
+        task_type=skill.config.get("task_type"),
+        base_model_name_or_path=skill.base_model,
+        inference_mode=inference_mode,
+    )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -222,16 +223,15 @@ def checkpoint_step(checkpoint: str | None) -> int | None:
     return int(str(checkpoint).rsplit("-", 1)[-1]) if checkpoint else None
 
 
-class ProjectAlphas(TrainerCallback):
-    """After each optimiser step, clip raw alphas into [0, 1] (the ``clamp`` parameterisation)."""
+class AfterStep(TrainerCallback):
+    """After each optimiser step, re-apply the soup's constraint (``SoupState.after_step``: CAT's
+    ``clamp`` parameterisation clips raw alphas into [0, 1])."""
 
-    def __init__(self, soup: nn.Module):
-        self.soup = soup
+    def __init__(self, fn: Callable[[], None]):
+        self.fn = fn
 
     def on_step_end(self, args, state, control, **kwargs):
-        from lorasoups.merging import project_alphas_
-
-        project_alphas_(self.soup)
+        self.fn()
         return control
 
 
@@ -315,8 +315,8 @@ def train_soup(
                     eval_on_start=resume is None)
     drift_cb = ParameterDrift(soup)  # before train() resumes: drift is measured from the built start
     extra_cbs = [SpreadEvaluation(cfg.eval_points), drift_cb]
-    if method == "cat" and soup.lorasoup.params.get("parameterisation") == "clamp":
-        extra_cbs.append(ProjectAlphas(soup))
+    if soup.lorasoup.after_step is not None:
+        extra_cbs.append(AfterStep(soup.lorasoup.after_step))
     trainer = SoupTrainer(model=soup, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                           processing_class=tokenizer, soup=soup, balance_loss_coef=cfg.balance_loss_coef,
                           callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
@@ -357,15 +357,15 @@ def train_soup(
 
 
 def write_soup_outputs(soup: nn.Module, run: Run, method: str) -> None:
-    """soup/ always; alphas table, heatmap and the folded adapter for CAT (MoE cannot be folded)."""
+    """soup/ always; for a soup with fixed weights once learned (CAT, not MoE: its gates depend on
+    each token) the alphas table, its heatmap and the folded adapter."""
     from lorasoups.merging import METHODS, alphas_table, export_adapter, plot_alphas, save_soup
 
     save_soup(soup, run.dir / "soup", overwrite=True)
-    if method == "cat":
+    if METHODS[method].exportable:
         table = alphas_table(soup)
         (run.dir / "alphas.json").write_text(json.dumps(table, indent=2) + "\n")
-        plot_alphas(table, run.dir / "alphas.png", title=f"learned CAT alpha ({run.name})")
-    if METHODS[method].exportable:
+        plot_alphas(table, run.dir / "alphas.png", title=f"learned {method.upper()} alpha ({run.name})")
         export_adapter(soup, run.adapter, overwrite=True)
 
 

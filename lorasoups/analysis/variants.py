@@ -31,7 +31,7 @@ def variant_scores(profile: str, variant: str, ns: str, panels: dict[str, str], 
                    seeds: list[int] | None) -> dict[str, Any]:
     """``{panel: {"setting", "k", "metric", "per_seed": {label: {seed: value}}}}`` of one variant's
     namespace. ``panels``: panel -> the setting the variant ran for it
-    (:func:`lorasoups.beyond.variant_settings`). Targets of a setting are averaged per seed; a
+    (:func:`lorasoups.variants.variant_settings`). Targets of a setting are averaged per seed; a
     label needs every target for a seed."""
     from lorasoups.data import get_setting
 
@@ -188,7 +188,7 @@ def alpha_figure(spec, alphas: dict[str, dict[str, dict[str, list[list[float]]]]
 
 def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outcome:
     """Figure ``beyond_<name>`` and ``results/<profile>/beyond/<name>/summary.json``."""
-    from lorasoups.beyond import load_spec, namespace, variant_dirs, variant_settings
+    from lorasoups.variants import load_spec, namespace, variant_dirs, variant_settings
 
     spec = load_spec(name)
     prof = getattr(spec, profile, None)
@@ -215,7 +215,7 @@ def make_beyond(name: str, profile: str, seeds: list[int] | None = None) -> Outc
     for v in scores:
         for panel, st in panels[v].items():
             ns = namespace(name, v)
-            if a := layer_alphas(profile, ns, st, seeds):  # issue 9, question 2: alpha by layer
+            if a := layer_alphas(profile, ns, st, seeds):  # the paper's §6, question 2: alpha by layer
                 alphas.setdefault(v, {})[panel] = a
                 out.numbers.setdefault(v, {}).setdefault(panel, {})["cat_alpha_by_layer"] = a
             if panel in out.numbers.get(v, {}) and (c := compression(profile, ns, st, seeds)):

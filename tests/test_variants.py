@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from lorasoups import beyond, paths, pipeline
-from lorasoups.analysis.beyond import summarise
+from lorasoups import paths, pipeline, variants
+from lorasoups.analysis.variants import summarise
 from lorasoups.config import ConfigError
 
 
@@ -27,12 +27,12 @@ def test_namespace_moves_results_and_restores(monkeypatch, tmp_path):
                 pass
 
 
-@pytest.mark.parametrize("name", beyond.names())
+@pytest.mark.parametrize("name", variants.names())
 @pytest.mark.parametrize("profile", ["smoke", "full"])
 def test_every_shipped_variant_resolves(name, profile, tmp_path):
     """Each variant's overlay is a valid config (unknown keys would be errors) and changes what it says."""
-    spec = beyond.load_spec(name)
-    plan = beyond.plan(spec, profile)
+    spec = variants.load_spec(name)
+    plan = variants.plan(spec, profile)
     assert plan and set(plan) <= set(spec.variants)
     for variant, overlay in plan.items():
         f = tmp_path / f"{variant}.yaml"
@@ -40,7 +40,7 @@ def test_every_shipped_variant_resolves(name, profile, tmp_path):
         cfg = pipeline.resolve(profile, [str(f)])
         assert cfg["evaluation"].labels == spec.labels
         columns = getattr(spec, profile).settings or spec.settings
-        assert cfg["experiment"].settings == list(beyond.variant_settings(spec, variant, columns).values())
+        assert cfg["experiment"].settings == list(variants.variant_settings(spec, variant, columns).values())
         if name == "rank":
             assert cfg["sft"].r == int(variant[1:]) and cfg["sft"].lora_alpha == 2 * cfg["sft"].r
         if name == "granularity":
@@ -60,35 +60,35 @@ def test_every_shipped_variant_resolves(name, profile, tmp_path):
 
 
 def test_spec_errors_name_the_problem(monkeypatch, tmp_path):
-    monkeypatch.setattr(beyond, "BEYOND", tmp_path)
+    monkeypatch.setattr(variants, "BEYOND", tmp_path)
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump({
         "title": "t", "question": "q", "axis": "a", "stages": ["learn_cat"], "settings": ["math_code"],
         "labels": ["cat"], "variants": {"v1": {}}, "smoke": {"variants": ["v2"]}}))
     with pytest.raises(ConfigError, match="smoke.variants names 'v2'"):
-        beyond.load_spec("mine")
+        variants.load_spec("mine")
     with pytest.raises(ConfigError, match="no experiment 'mien'.*did you mean 'mine'"):
-        beyond.load_spec("mien")
+        variants.load_spec("mien")
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump({
         "title": "t", "question": "q", "axis": "a", "stages": ["learn_cta"], "settings": ["math_code"],
         "labels": ["cat"], "variants": {"v1": {}}}))
     with pytest.raises(ConfigError, match="learn_cta"):
-        beyond.load_spec("mine")
+        variants.load_spec("mine")
 
 
 def test_plan_layers_overlays_in_order():
-    spec = beyond.BeyondSpec(
+    spec = variants.BeyondSpec(
         title="t", question="q", axis="a", stages=["learn_cat"], settings=["math_code", "qabot"],
         labels=["cat"], overlay={"cat": {"max_steps": 5, "learning_rate": 0.1}},
         variants={"a": {"cat": {"max_steps": 7}}, "b": {}},
-        smoke=beyond.ProfileOverride(variants=["a"], settings=["qabot"], overlay={"cat": {"learning_rate": 0.2}}))
-    smoke = beyond.plan(spec, "smoke")
+        smoke=variants.ProfileOverride(variants=["a"], settings=["qabot"], overlay={"cat": {"learning_rate": 0.2}}))
+    smoke = variants.plan(spec, "smoke")
     assert list(smoke) == ["a"]
     assert smoke["a"]["cat"] == {"max_steps": 7, "learning_rate": 0.2}  # variant > profile > shared
     assert smoke["a"]["experiment"] == {"settings": ["qabot"]}
-    full = beyond.plan(spec, "full")
+    full = variants.plan(spec, "full")
     assert list(full) == ["a", "b"] and full["b"]["cat"] == {"max_steps": 5, "learning_rate": 0.1}
     with pytest.raises(ConfigError, match="unknown variant 'c'"):
-        beyond.plan(spec, "full", ["c"])
+        variants.plan(spec, "full", ["c"])
 
 
 def test_summary_numbers_by_hand():
@@ -107,26 +107,26 @@ def test_summary_numbers_by_hand():
 
 
 def test_panels_give_each_variant_its_own_settings(monkeypatch, tmp_path):
-    spec = beyond.BeyondSpec(
+    spec = variants.BeyondSpec(
         title="t", question="q", axis="k", stages=["learn_cat"], settings=["fam"], labels=["cat"],
         panels={"fam": {"k2": "math_code", "k3": "math_code_k3"}}, variants={"k2": {}, "k3": {}})
-    plan = beyond.plan(spec, "full")
+    plan = variants.plan(spec, "full")
     assert plan["k2"]["experiment"]["settings"] == ["math_code"]
     assert plan["k3"]["experiment"]["settings"] == ["math_code_k3"]
-    monkeypatch.setattr(beyond, "BEYOND", tmp_path)
+    monkeypatch.setattr(variants, "BEYOND", tmp_path)
     bad = {"title": "t", "question": "q", "axis": "a", "stages": ["learn_cat"], "settings": ["fam"],
            "labels": ["cat"], "variants": {"k2": {}}, "panels": {"fam": {"k2": "math_code", "k5": "math_code"}}}
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="panels.fam names variant 'k5'"):
-        beyond.load_spec("mine")
+        variants.load_spec("mine")
     bad["panels"] = {"fam": {"k2": "math_cod"}}
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(Exception, match="unknown setting 'math_cod'.*did you mean 'math_code'"):
-        beyond.load_spec("mine")
+        variants.load_spec("mine")
     bad["panels"] = {"family": {"k2": "math_code"}}
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="settings names 'fam', which is not a panel"):
-        beyond.load_spec("mine")
+        variants.load_spec("mine")
 
 
 def test_superlinearity_sums_every_skill_of_a_k3_setting():
@@ -148,7 +148,7 @@ def test_superlinearity_sums_every_skill_of_a_k3_setting():
 def test_layer_alphas_average_modules_and_seeds_by_hand(monkeypatch, tmp_path):
     import json
 
-    from lorasoups.analysis.beyond import alpha_figure, layer_alphas
+    from lorasoups.analysis.variants import alpha_figure, layer_alphas
 
     monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path))
     ns = "beyond/granularity/module-softmax"
@@ -171,7 +171,7 @@ def test_layer_alphas_average_modules_and_seeds_by_hand(monkeypatch, tmp_path):
     assert got["math"][0] == [0, pytest.approx(0.4)] and got["code"][0] == [0, pytest.approx(0.6)]
     assert got["math"][1] == [1, pytest.approx(0.5)]
     assert layer_alphas("smoke", "beyond/granularity/other", "math_code", None) == {}
-    spec = beyond.load_spec("granularity")
+    spec = variants.load_spec("granularity")
     fig = alpha_figure(spec, {"module-softmax": {"math_code": got}}, "smoke")
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "math_code · skill 1"
 
@@ -179,7 +179,7 @@ def test_layer_alphas_average_modules_and_seeds_by_hand(monkeypatch, tmp_path):
 def test_compression_numbers_average_the_seeds(monkeypatch, tmp_path):
     import json
 
-    from lorasoups.analysis.beyond import compression
+    from lorasoups.analysis.variants import compression
 
     monkeypatch.setenv("LORASOUPS_RESULTS", str(tmp_path))
     ns = "beyond/cat_extensions/svd8"
