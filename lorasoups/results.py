@@ -226,15 +226,15 @@ def write_result(
     return path
 
 
-#: fields that say when and from which commit a result was written, not what it is
-_PROVENANCE = ("git", "created")
+#: fields that say when, from which commit and at what cost a result was written, not what it is
+_PROVENANCE = ("git", "created", "timings_s", "peak_memory")
 
 
 def _same_but_provenance(path: Path, text: str) -> bool:
     """True when ``path`` already holds this record apart from :data:`_PROVENANCE`: a stage rerun
-    that reuses a finished run would otherwise restamp its result with today's commit and time.
-    A record marked ``reused`` is also compared without ``reused`` and ``peak_memory``: what it
-    reports was measured by the run that first wrote the file (whose peak a reuse cannot know)."""
+    that reuses a finished run (or recomputes the same numbers, e.g. an F1-decided ELO) would
+    otherwise restamp its result with today's commit, time and cost; the file keeps those of the
+    run that first wrote it. A record marked ``reused`` is also compared without ``reused``."""
     if not path.is_file():
         return False
     try:
@@ -244,7 +244,7 @@ def _same_but_provenance(path: Path, text: str) -> bool:
     new = json.loads(text)
     if not isinstance(old, dict):
         return False
-    ignore = set(_PROVENANCE) | ({"reused", "peak_memory"} if new.get("reused") is True else set())
+    ignore = set(_PROVENANCE) | ({"reused"} if new.get("reused") is True else set())
     return {k: v for k, v in old.items() if k not in ignore} == {k: v for k, v in new.items() if k not in ignore}
 
 

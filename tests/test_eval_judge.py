@@ -299,7 +299,7 @@ def test_retries_with_backoff_then_clear_error_without_the_key(tmp_path, caplog)
     """Nothing listens on the port: connection errors are retried, counted, and the key never shows."""
     secret = "sk-lorasoups-SECRET-0123456789"
     port = free_port()
-    cfg = JudgeConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff=0.01,
+    cfg = JudgeConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2,
                       cache_dir=str(tmp_path), timeout=5)
     judge = Judge(cfg, api_key=secret)
     with caplog.at_level(logging.DEBUG), pytest.raises(JudgeError, match="after 3 attempt") as err:
@@ -402,7 +402,7 @@ def test_pairwise_judge_both_orders_feed_elo(server, reference_model, tmp_path):
 def test_client_errors_are_not_retried(server, tmp_path):
     """A 4xx from the real server (wrong path) fails at once: retrying cannot fix it."""
     cfg = JudgeConfig(model=server["model"], base_url=server["base_url"].replace("/v1", "/nope"),
-                      max_retries=3, backoff=0.01, cache_dir=str(tmp_path))
+                      max_retries=3, cache_dir=str(tmp_path))
     judge = Judge(cfg, api_key="local")
     with pytest.raises(JudgeError, match="after 1 attempt"):
         judge.complete("hello")

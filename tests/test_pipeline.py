@@ -85,11 +85,36 @@ def test_unknown_stage():
         pipeline.run("smoke", ["check_base"])
 
 
-def test_every_stage_notebook_declares_its_parameters():
+def test_every_stage_notebook_declares_its_parameters_in_a_short_cell():
+    """Each notebook's parameters cell holds exactly what the pipeline passes, in at most 15 lines."""
     cfg = pipeline.resolve("smoke")
     for stage in pipeline.STAGES:
         declared = pipeline.notebook_parameters(pipeline.paths.NOTEBOOKS / stage.notebook)
         assert set(pipeline.stage_parameters(stage, cfg)) == set(declared), stage.notebook
+    for nb in [*pipeline.paths.NOTEBOOKS.glob("*.ipynb"), *pipeline.paths.NOTEBOOKS.glob("analysis/*.ipynb")]:
+        cells = [c for c in json.loads(nb.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        assert len(cells) == 1 and len("".join(cells[0]["source"]).splitlines()) <= 15, nb.name
+
+
+def test_a_notebook_resolves_the_config_the_pipeline_runs(tmp_path):
+    """stage_config(profile, config_files, overrides) is the pipeline's resolve(): the same sections,
+    validated (a typo in a layered file fails there), and the stamp follows the files' content."""
+    layer = tmp_path / "slice.yaml"
+    layer.write_text("experiment:\n  settings: [qabot]\n  seeds: [1]\nsft:\n  learning_rate: 0.001\n")
+    stage = pipeline.get_stage("train_skills")
+    cfg = pipeline.resolve("smoke", [str(layer)])
+    params = pipeline.stage_parameters(stage, cfg, [str(layer)])
+    assert params == {"profile": "smoke", "config_files": [str(layer.resolve())], "overrides": {}}
+    nb = pipeline.stage_config("train_skills", **params)
+    assert list(nb) == ["run", "model", "data", "experiment", "sft"]
+    assert {k: v for k, v in nb.items()} == {k: cfg[k] for k in nb}
+    assert nb["sft"].learning_rate == 0.001 and "learning_rate: 0.001" in repr(nb)
+    before = pipeline._stamp(stage, cfg)
+    layer.write_text("experiment:\n  settings: [qabot]\n  seeds: [1]\nsft:\n  learning_rate: 0.002\n")
+    assert pipeline._stamp(stage, pipeline.resolve("smoke", [str(layer)])) != before
+    layer.write_text("sft:\n  learnig_rate: 0.002\n")
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        pipeline.stage_config("train_skills", "smoke", [str(layer)])
 
 
 def test_run_then_skip(monkeypatch, tmp_path):
@@ -245,8 +270,18 @@ def test_stage_03_expects_a_datamix_file_only_when_concat_datamix_is_trained():
     from lorasoups import paths
 
     stage = pipeline.get_stage("train_datamix")
-    base = {"profile": "smoke", "settings": ["prompt_robustness"], "seeds": [0], "model": "tiny-random-llama"}
+
+    def cfg(datamix):
+        return pipeline.resolve("smoke", overrides={"experiment": {"settings": ["prompt_robustness"], "seeds": [0],
+                                                                   "datamix": datamix}})
     res = paths.results_dir("smoke")
-    assert pipeline._outputs(stage, {**base, "datamix": []}) == []
-    assert pipeline._outputs(stage, {**base, "datamix": ["concat", "sequential"]}) == [
+    assert pipeline._outputs(stage, cfg([])) == []
+    assert pipeline._outputs(stage, cfg(["concat", "sequential"])) == [
         res / "train" / "prompt_robustness" / "datamix--s0.json"]
+
+
+def test_a_section_seed_the_pipeline_overrides_is_refused():
+    """sft.seed (and cat/moe/lorahub/sweep's) would do nothing: each run takes a seed of experiment.seeds."""
+    with pytest.raises(ConfigError, match=r"sft.seed is 3.*experiment.seeds"):
+        pipeline.resolve("smoke", overrides={"sft": {"seed": 3}})
+    assert pipeline.resolve("smoke", overrides={"experiment": {"seeds": [3]}})["experiment"].seeds == [3]

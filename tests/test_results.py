@@ -40,7 +40,7 @@ def test_write_result_records_provenance(tmp_path):
 def test_rewriting_the_same_result_keeps_its_provenance(tmp_path):
     """A stage rerun that reuses a finished run writes the same record (now marked reused, its peak
     unknown): the file keeps the commit, time and peak of the run that first wrote it; any other
-    difference (a metric) rewrites it."""
+    difference (a metric) rewrites it; the same numbers computed again keep the first file too."""
     kw = dict(config=Cfg(), metrics={"train_loss": 0.5}, model={"base": "tiny-random-llama"},
               peak={"cpu_rss_mib": 100.0, "cuda_mib": None}, extra={"reused": False})
     path = results.write_result(tmp_path / "skill1--s0.json", **kw)
@@ -53,10 +53,15 @@ def test_rewriting_the_same_result_keeps_its_provenance(tmp_path):
     results.write_result(path, **{**rerun, "metrics": {"train_loss": 0.25}})
     again = json.loads(path.read_text())
     assert again["metrics"] == {"train_loss": 0.25} and again["created"] != first["created"] and again["reused"]
-    # a record that is not a reuse must match in every field but git/created, its peak included
+    # a record that is not a reuse must match in every field but git, created, time and peak
     results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}, "extra": {"reused": True}})
     results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}})
-    assert json.loads(path.read_text())["reused"] is False
+    before = json.loads(path.read_text())
+    assert before["reused"] is False
+    # the same numbers computed again, at another time and peak: the first computation's file stays
+    results.write_result(path, **{**kw, "metrics": {"train_loss": 0.25}, "timings": {"train": 9.0},
+                                  "peak": {"cpu_rss_mib": 5.0, "cuda_mib": None}})
+    assert json.loads(path.read_text()) == before
 
 
 def test_fingerprint_is_stable_and_sensitive():

@@ -16,7 +16,7 @@ The prompt texts are Figure 11's wording verbatim (from the paper's text; the ex
 so none is sent.
 
 Every judgment is cached on disk keyed by (prompt, model), so none is requested twice; timeouts,
-rate limits, connection and server errors are retried with exponential backoff; replies that do
+rate limits, connection and server errors are retried by the openai client (exponential backoff); replies that do
 not parse are counted and reported (``None`` scores), never silently scored. The API key is read
 from the environment (``OPENAI_API_KEY`` unless configured otherwise) or passed in, is never
 stored in a config or result, and is redacted from every error message.
@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import signal
@@ -72,11 +71,8 @@ class JudgeConfig:
     timeout: float = 120.0
     """Seconds per request."""
     max_retries: int = 5
-    """Retries after a timeout, rate limit, connection or server error."""
-    backoff: float = 1.0
-    """First retry delay in seconds; doubles each retry (with jitter), capped at ``backoff_max``."""
-    backoff_max: float = 60.0
-    """Longest delay between retries."""
+    """Retries after a timeout, rate limit, connection or server error (the openai client's own, with
+    its exponential backoff and the server's ``Retry-After``)."""
     cache_dir: str | None = None
     """Judgment cache; None: ``<lorasoups cache>/judge``."""
     workers: int = 4
@@ -336,8 +332,15 @@ class Judge:
             key = "local-no-key"  # local servers ignore the key, the client insists on one
         self._key = key
         self._openai = openai
-        # max_retries=0: our own loop retries, so the attempts are counted and the backoff is ours
-        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=cfg.timeout, max_retries=0)
+        # The client retries (408/409/429/5xx, connection errors, timeouts); an httpx hook counts the
+        # attempts each call made, per thread (batch calls run in a pool), for the judge's stats.
+        self._attempts = threading.local()
+
+        def count(_request) -> None:
+            self._attempts.n = getattr(self._attempts, "n", 0) + 1
+
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                                     http_client=openai.DefaultHttpxClient(event_hooks={"request": [count]}))
         self.base_url = str(self._client.base_url)
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.cache_dir() / "judge"
         self.stats = JudgeStats()
@@ -374,14 +377,6 @@ class Judge:
         os.replace(tmp, f)
 
     # ------------------------------------------------------------------ requests
-    def _retryable(self, exc: Exception) -> bool:
-        o = self._openai
-        if isinstance(exc, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError, o.InternalServerError)):
-            return True
-        if isinstance(exc, o.APIStatusError):
-            return exc.status_code in (408, 409, 429) or exc.status_code >= 500
-        return False
-
     def complete(self, prompt: str, system: str | None = None) -> str:
         """The judge's reply to ``prompt`` (from the cache when asked before)."""
         hit = self.cached(prompt)
@@ -392,29 +387,21 @@ class Judge:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
         ]
-        delay = cfg.backoff
-        for attempt in range(cfg.max_retries + 1):
-            try:
-                self.stats.add(requests=1)
-                resp = self._client.chat.completions.create(
-                    model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                )
-                reply = resp.choices[0].message.content or ""
-                self._store(prompt, reply)
-                return reply
-            except self._openai.OpenAIError as exc:
-                message = _redact(f"{type(exc).__name__}: {exc}", self._key)
-                if not self._retryable(exc) or attempt == cfg.max_retries:
-                    self.stats.add(failures=1)
-                    raise JudgeError(
-                        f"judge {cfg.model} at {self.base_url} failed after {attempt + 1} attempt(s): {message}"
-                    ) from None
-                self.stats.add(retries=1)
-                wait = min(cfg.backoff_max, delay) * (0.5 + random.random() / 2)
-                log.warning("judge request failed (%s); retry %d in %.1fs", message, attempt + 1, wait)
-                time.sleep(wait)
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._attempts.n = 0
+        try:
+            resp = self._client.chat.completions.create(
+                model=cfg.model, messages=messages, temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+            )
+        except self._openai.OpenAIError as exc:
+            n = self._attempts.n
+            self.stats.add(requests=n, retries=max(n - 1, 0), failures=1)
+            message = _redact(f"{type(exc).__name__}: {exc}", self._key)
+            raise JudgeError(f"judge {cfg.model} at {self.base_url} failed after {n} attempt(s): {message}") from None
+        n = self._attempts.n
+        self.stats.add(requests=n, retries=max(n - 1, 0))
+        reply = resp.choices[0].message.content or ""
+        self._store(prompt, reply)
+        return reply
 
     # ------------------------------------------------------------------ judgments
     def score_qa(self, question: str, context: str, gold: str, answer: str) -> dict[str, Any]:

@@ -107,7 +107,9 @@ def compress_adapter(
             "sigma": [float(x) for x in S[: ranks[m]]],
         }
 
-    config = lora_config_like(skill, new_ranks, {m: float(r) for m, r in new_ranks.items()}, inference_mode=True)  # scaling 1
+    # rank ``rank`` with patterns for the modules it exceeds; alpha = rank: scaling 1 everywhere
+    config = lora_config_like(skill, new_ranks, {m: float(r) for m, r in new_ranks.items()}, inference_mode=True,
+                              default=(rank, float(rank)))
     source_note = None
     soup_json = skill.path / "lorasoups_soup.json"
     if soup_json.is_file():  # the soup an exported fold came from, kept for provenance

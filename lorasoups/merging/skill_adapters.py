@@ -253,15 +253,15 @@ def require_equal_ranks(skills: list[SkillAdapter], method: str) -> None:
 
 
 def lora_config_like(skill: SkillAdapter, ranks: dict[str, int], alphas: dict[str, float],
-                     inference_mode: bool = False):
+                     inference_mode: bool = False, default: tuple[int, float] | None = None):
     """The ``LoraConfig`` of an adapter we write (a soup's, an export, a compression): exactly the
     modules of ``ranks``, listed by full name whatever the skills' own patterns were, each with its
-    rank and alpha (patterns where they differ from the first module's), dropout and task type
-    as ``skill`` has them. The one place our adapters' configs are made."""
+    rank and alpha (patterns where they differ from ``default``, else from the first module's),
+    dropout and task type as ``skill`` has them. The one place our adapters' configs are made."""
     from peft import LoraConfig
 
     modules = sorted(ranks)
-    r0, a0 = ranks[modules[0]], alphas[modules[0]]
+    r0, a0 = default or (ranks[modules[0]], alphas[modules[0]])
     return LoraConfig(
         r=r0,
         lora_alpha=a0,

@@ -56,14 +56,17 @@ class Stage:
     name: str
     notebook: str
     sections: list[str]
-    """Config sections whose fields become the notebook's parameters (flat; a field whose name
-    is already taken by a shared parameter is passed as ``<section>_<field>``, e.g. ``data_seed``)."""
+    """Config sections the stage reads (its stamp covers them, resolved)."""
     outputs: list[str] = field(default_factory=list)
     """Files the stage writes (``{results}`` = the profile's results folder, ``{model}`` its name,
     ``{setting}`` / ``{seed}`` expanded over the ``experiment`` section's settings and seeds,
     ``{skill}`` over the setting's skill labels ``skill1`` .. ``skill<k>``, ``{datamix}`` over
     ``datamix`` when ``experiment.datamix`` holds ``concat``, the variant every setting has; a run
     without it, e.g. a gate slice, expects no DATA-MIX file)."""
+    flat: bool = False
+    """The notebook takes its sections' few fields as flat parameters (``profile``, ``seed`` and
+    the fields; the analysis notebooks). Else it takes ``profile``, ``config_files`` and
+    ``overrides`` and resolves the whole configuration itself (:func:`stage_config`)."""
 
 
 #: Every config section and its dataclass (the stage configs live beside the code that uses them).
@@ -99,7 +102,7 @@ STAGES: list[Stage] = [
     Stage("evaluate", "08_evaluate.ipynb", ["model", "data", "experiment", "evaluation"],
           ["{results}/eval/{setting}/base--{first_target}-s{seed}.json"]),
     # Analysis notebooks read only results/ and write figures/ (always rerun: they take seconds).
-    *[Stage(f"analysis_{name}", f"analysis/{name}.ipynb", ["analysis"], [])
+    *[Stage(f"analysis_{name}", f"analysis/{name}.ipynb", ["analysis"], [], flat=True)
       for name in ("hard_math_code", "qabot", "reading_comprehension", "prompt_robustness", "ablations")],
 ]
 
@@ -154,6 +157,11 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
     for sec, params in (("cat", CatParams), ("moe", MoeParams)):
         from_dict(params, cfg[sec].soup, f"{source}:{sec}.soup")
     exp, sweep = cfg["experiment"], cfg["sweep"]
+    for sec in ("sft", "cat", "moe", "lorahub", "sweep"):  # the stages train and merge each seed with it
+        default = next(f.default for f in dataclasses.fields(SECTIONS[sec]) if f.name == "seed")
+        if cfg[sec].seed != default:
+            raise ConfigError(f"{source}:{sec}.seed is {cfg[sec].seed}, but the pipeline sets it to each seed of "
+                              f"experiment.seeds (the run's seed); remove {sec}.seed and list the seeds there")
     _known(f"{source}:experiment.settings", exp.settings, list(SETTINGS), "setting")
     static = [m for m, spec in METHODS.items() if not spec.learnable]
     learned = {m: f"{m} is learned by its own stage, not built as a static merge" for m in METHODS if m not in static}
@@ -183,34 +191,30 @@ def check_names(cfg: dict[str, Any], source: str = "config") -> None:
                               f"{did_you_mean(bad[0], known)}; known: {', '.join(known)}, skill<k>")
 
 
-#: Flat parameter names that differ from ``<field>`` (the model's ``name`` is passed as ``model``).
-RENAMES: dict[str, dict[str, str]] = {"model": {"name": "model"}}
-
-
 def flat_names(stage: Stage) -> list[tuple[str, str, str]]:
-    """``(section, field, parameter name)`` of every field a stage's notebook receives.
-
-    Names are the field names, except the renames above and a field whose name is already taken
-    (``seed`` of the run, or of an earlier section), which becomes ``<section>_<field>``.
-    """
+    """``(section, field, parameter name)`` of every field a flat stage's notebook receives: the
+    field names, ``<section>_<field>`` where a name is taken (``profile``, ``seed``)."""
     taken = {"profile", "seed"}
     out = []
     for sec in stage.sections:
         for f in dataclasses.fields(SECTIONS[sec]):
-            flat = RENAMES.get(sec, {}).get(f.name, f.name)
-            if flat in taken:
-                flat = f"{sec}_{f.name}"
+            flat = f"{sec}_{f.name}" if f.name in taken else f.name
             taken.add(flat)
             out.append((sec, f.name, flat))
     return out
 
 
-def stage_parameters(stage: Stage, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Flat papermill parameters of one stage: ``profile``, ``seed``, then its sections' fields."""
-    params: dict[str, Any] = {"profile": cfg["run"].profile, "seed": cfg["run"].seed}
-    for sec, key, flat in flat_names(stage):
-        params[flat] = to_dict(getattr(cfg[sec], key))
-    return params
+def stage_parameters(stage: Stage, cfg: dict[str, Any], config_files: list[str] | None = None) -> dict[str, Any]:
+    """The papermill parameters of one stage: ``profile``, the YAML files layered on it and no
+    overrides (the notebook resolves the same configuration the pipeline did); a flat stage gets
+    ``profile``, ``seed`` and its sections' fields."""
+    if stage.flat:
+        params: dict[str, Any] = {"profile": cfg["run"].profile, "seed": cfg["run"].seed}
+        for sec, key, flat in flat_names(stage):
+            params[flat] = to_dict(getattr(cfg[sec], key))
+        return params
+    return {"profile": cfg["run"].profile, "config_files": [str(Path(f).resolve()) for f in config_files or []],
+            "overrides": {}}
 
 
 def get_stage(name: str) -> Stage:
@@ -221,19 +225,33 @@ def get_stage(name: str) -> Stage:
     raise ConfigError(f"unknown stage '{name}'{did_you_mean(name, [s.name for s in STAGES])}")
 
 
-def stage_config(stage_name: str, namespace: dict[str, Any]) -> dict[str, Any]:
-    """Inside a notebook: rebuild and validate the stage's config sections from its flat parameters.
+class StageConfig(dict):
+    """A stage's resolved sections (``{section: dataclass}``, ``run`` first); shown as YAML."""
 
-    ``cfg = pipeline.stage_config("train_skills", globals())`` -> ``{"sft": SftConfig(...), ...}``,
-    the inverse of :func:`stage_parameters`, so a notebook never lists every field twice.
-    """
+    def __repr__(self) -> str:
+        import yaml
+
+        return yaml.safe_dump({k: to_dict(v) for k, v in self.items()}, sort_keys=False, width=110).rstrip()
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython's display of a cell's last value
+        printer.text(repr(self))
+
+
+def stage_config(stage_name: str, profile: str = "auto", config_files: list[str] | None = None,
+                 overrides: dict[str, Any] | None = None) -> StageConfig:
+    """Inside a notebook: the whole configuration resolved and validated (``configs/base.yaml``,
+    the profile, ``config_files``, then ``overrides``), the same as ``pipeline run`` resolves it;
+    returns the sections the stage reads, ``run`` first.
+
+    ``cfg = pipeline.stage_config("train_skills", profile, config_files, overrides)``."""
     stage = get_stage(stage_name)
-    values: dict[str, dict[str, Any]] = {sec: {} for sec in stage.sections}
-    for sec, key, flat in flat_names(stage):
-        if flat not in namespace:
-            raise ConfigError(f"notebook of stage {stage_name}: parameter '{flat}' ({sec}.{key}) is not defined")
-        values[sec][key] = namespace[flat]
-    return {sec: from_dict(SECTIONS[sec], v, f"notebook parameters:{sec}") for sec, v in values.items()}
+    cfg = resolve(profile, config_files, overrides)
+    return StageConfig({sec: cfg[sec] for sec in ["run", *stage.sections]})
+
+
+def stage_sections(stage: Stage, cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a stage's results are a function of, of the configuration: its sections, resolved."""
+    return {sec: to_dict(cfg[sec]) for sec in ["run", *stage.sections]}
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -254,17 +272,18 @@ def check_notebook(stage: Stage, params: dict[str, Any]) -> None:
         )
 
 
-def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
+def _outputs(stage: Stage, cfg: dict[str, Any]) -> list[Path]:
     from lorasoups.data import get_setting
 
-    model = short_name(params.get("model", ""))
-    res = paths.results_dir(params["profile"])
-    datamix = ["datamix"] if "concat" in params.get("datamix", ["concat"]) else []
+    exp = cfg["experiment"]
+    model = short_name(cfg["model"].name)
+    res = paths.results_dir(cfg["run"].profile)
+    datamix = ["datamix"] if "concat" in exp.datamix else []
     out = []
     for template in stage.outputs:
-        for setting in params.get("settings", [None]) if "{setting}" in template else [None]:
+        for setting in exp.settings if "{setting}" in template else [None]:
             st = get_setting(setting) if setting else None
-            for seed in params.get("seeds", [None]) if "{seed}" in template else [None]:
+            for seed in exp.seeds if "{seed}" in template else [None]:
                 for skill in st.labels if st and "{skill}" in template else [None]:
                     for dm in datamix if "{datamix}" in template else [None]:
                         out.append(Path(template.format(results=res, model=model, setting=setting, seed=seed,
@@ -276,15 +295,16 @@ def _outputs(stage: Stage, params: dict[str, Any]) -> list[Path]:
 
 
 
-def _stamp(stage: Stage, params: dict[str, Any]) -> str:
-    """What a stage's outputs are a function of: its parameters, its notebook and the package's code.
+def _stamp(stage: Stage, cfg: dict[str, Any]) -> str:
+    """What a stage's outputs are a function of: its resolved config sections, its notebook and the
+    package's code.
     A change to the package reruns the stage's notebook (its summaries and figures are redrawn) and
     that is cheap: every trained run, sweep point, merge export and evaluation is reused by its own
     content key. Those keys say which code each artifact depends on: evaluations and merge exports
     name theirs (``EVAL_CODE``, ``MERGE_CODE``); trained runs do not (a training fix needs
     ``clean-runs`` or new run folders), nor do sweep points. With an LLM judge the rerun repeats the
     pairwise ELO battles."""
-    return fingerprint({"params": params, "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook),
+    return fingerprint({"config": stage_sections(stage, cfg), "notebook": file_sha256(paths.NOTEBOOKS / stage.notebook),
                         "code": package_source_sha()})
 
 
@@ -361,7 +381,7 @@ def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] |
     for s in stages or []:
         get_stage(s)
     selected = [s for s in STAGES if not stages or s.name in stages]
-    plan = [(s, stage_parameters(s, cfg)) for s in selected]
+    plan = [(s, stage_parameters(s, cfg, extra)) for s in selected]
     for stage, params in plan:  # validate everything before running anything
         check_notebook(stage, params)
     ns = paths.namespace()
@@ -373,8 +393,8 @@ def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] |
     for stage, params in plan:
         stamp_file = stamp_dir / f"{stage.name}.json"
         (out_dir / stage.notebook).parent.mkdir(parents=True, exist_ok=True)
-        stamp = _stamp(stage, params)
-        outputs = _outputs(stage, params)
+        stamp = _stamp(stage, cfg)
+        outputs = _outputs(stage, cfg)
         fresh = bool(outputs) and _stamp_of(stamp_file) == stamp and all(p.is_file() for p in outputs)
         if fresh and not force:
             print(f"[pipeline] {stage.name}: up to date, skipped")
@@ -390,10 +410,11 @@ def _run(profile: str, stages: list[str] | None, force: bool, extra: list[str] |
                   file=sys.stderr, flush=True)
             raise
         seconds = round(time.perf_counter() - start, 1)
-        missing = [str(p) for p in _outputs(stage, params) if not p.is_file()]
+        missing = [str(p) for p in _outputs(stage, cfg) if not p.is_file()]
         if missing:
             raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
-        stamp_file.write_text(json.dumps({"stamp": stamp, "params": params, "seconds": seconds}, indent=2))
+        stamp_file.write_text(json.dumps({"stamp": stamp, "params": params, "config": stage_sections(stage, cfg),
+                                          "seconds": seconds}, indent=2))
         print(f"[pipeline] {stage.name}: done in {seconds} s")
         report.append({"stage": stage.name, "ran": True, "seconds": seconds})
     return report

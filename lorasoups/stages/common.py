@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +39,17 @@ class Exported:
     adapter_dir: Path
     reused: bool
     summary: dict[str, Any]
+
+
+@contextmanager
+def measured() -> Iterator[dict[str, Any]]:
+    """The time and peak memory of one export (a merge, a compression): the ``summary`` of an
+    :class:`Exported`, which :func:`write_train_result` records like a training run's."""
+    results.reset_peak_memory()
+    start = time.perf_counter()
+    out: dict[str, Any] = {}
+    yield out
+    out.update(seconds=round(time.perf_counter() - start, 1), peak_memory=results.peak_memory())
 
 
 def train_result_path(profile: str, setting: str, label: str, seed: int) -> Path:

@@ -210,12 +210,28 @@ def _judge_qa(judge, ds, rows, cfg: EvalConfig) -> dict[str, Any]:
 
 def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str, setting: str,
          target: str, seed: int) -> None:
-    from lorasoups.evaluation.elo import bootstrap_elo, reference_battles
-    from lorasoups.evaluation.judge import pairwise_battles
+    from lorasoups.evaluation.elo import bootstrap_elo
 
     n = len(ds) if cfg.judge_examples is None or judge is None else min(cfg.judge_examples, len(ds))
     contexts = list(ds["context"])[:n] if "context" in ds.column_names else None
     players = {m: a[:n] for m, a in answers.items() if cfg.elo_labels is None or m in cfg.elo_labels}
+    timer = results.Timer()
+    results.reset_peak_memory()
+    with timer("battles"):
+        battles, rows, info, decided_by = _battles(judge, ds, players, contexts, n, cfg)
+    with timer("bootstrap"):
+        elo = bootstrap_elo(battles, n_bootstrap=cfg.elo_bootstrap, seed=seed).to_dict() if battles else None
+    save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
+                    config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge,
+                                    "battles_decided_by": decided_by}},
+                    metrics={"elo": elo, **info}, examples=rows, timings=timer.seconds, datasets={target: identity(ds)})
+
+
+def _battles(judge, ds, players: dict[str, list[str]], contexts, n: int, cfg: EvalConfig):
+    """The ELO battles: the pairwise LLM judge's, else token F1 against the gold answer."""
+    from lorasoups.evaluation.elo import reference_battles
+    from lorasoups.evaluation.judge import pairwise_battles
+
     if judge is not None:
         # Figure 11's pairwise judge, every pair in both orders combined into one battle; the
         # summary carries the judge's position bias (first-position wins, flipped pairs)
@@ -225,8 +241,4 @@ def _elo(judge, ds, answers: dict[str, list[str]], cfg: EvalConfig, profile: str
     else:  # no LLM judge: battles decided by token F1 against the gold answer (recorded as such)
         battles, rows, info = reference_battles(players, list(ds["answer"])[:n], metric=cfg.elo_without_judge)
         decided_by = f"reference_{cfg.elo_without_judge}"
-    elo = bootstrap_elo(battles, n_bootstrap=cfg.elo_bootstrap, seed=seed).to_dict() if battles else None
-    save_evaluation(results.result_path(f"eval/{setting}", "elo", f"{target}-s{seed}", profile=profile),
-                    config={"run": {"setting": setting, "target": target, "seed": seed, "judge": cfg.judge,
-                                    "battles_decided_by": decided_by}},
-                    metrics={"elo": elo, **info}, examples=rows, datasets={target: identity(ds)})
+    return battles, rows, info, decided_by

@@ -20,6 +20,7 @@ from lorasoups.results import file_sha256, fingerprint, package_source_sha
 from lorasoups.stages.common import (
     MERGE_CODE,
     Exported,
+    measured,
     skill_adapters,
     trained,
     tuning_examples,
@@ -112,11 +113,13 @@ def static_merges(model: str, setting: str, seed: int, exp: ExperimentConfig, pr
                            "code": package_source_sha(MERGE_CODE)})
         out = paths.runs_dir() / "merges" / f"{setting}-{method}-{key}"
         reused = (out / "adapter_model.safetensors").is_file()
+        summary: dict[str, Any] = {}
         if not reused:
-            base, _ = load_base(model, device="cpu", dtype="float32")  # merging is exact fp32 arithmetic
-            export_adapter(build(method, base, adapters, **params), out)
+            with measured() as summary:
+                base, _ = load_base(model, device="cpu", dtype="float32")  # merging is exact fp32 arithmetic
+                export_adapter(build(method, base, adapters, **params), out)
         print(f"[{setting}] {method}: {'reused' if reused else 'exported'} {out.name}", flush=True)
-        write_train_result(profile, setting, method, seed, Exported(out, out, reused, {}),
+        write_train_result(profile, setting, method, seed, Exported(out, out, reused, summary),
                            {"method": method, "params": params, "adapters": adapters,
                             "params_from": "sweep" if swept else ("override" if over else "experiment"),
                             **({"sweep": swept} if swept else {})}, model)
@@ -144,14 +147,16 @@ def compress_cat(model: str, setting: str, seed: int, exp: ExperimentConfig, pro
                        "code": package_source_sha(MERGE_CODE)})
     out = paths.runs_dir() / "merges" / f"{setting}-cat_svd-{key}"
     reused = (out / REPORT).is_file()
+    summary: dict[str, Any] = {}
     if reused:
         report = json.loads((out / REPORT).read_text())
     else:
-        base, _ = load_base(model, device="cpu", dtype="float32")
-        report = compress_adapter(base, source, out, rank)
+        with measured() as summary:
+            base, _ = load_base(model, device="cpu", dtype="float32")
+            report = compress_adapter(base, source, out, rank)
     numbers = {k: report[k] for k in ("rank_before", "rank_after", "rel_error", "energy_kept")}
     print(f"[{setting}] cat_svd: rank {numbers['rank_before']} -> {rank}, energy kept "
           f"{numbers['energy_kept']:.4f} ({'reused' if reused else 'exported'} {out.name})", flush=True)
-    write_train_result(profile, setting, "cat_svd", seed, Exported(out, out, reused, {}),
+    write_train_result(profile, setting, "cat_svd", seed, Exported(out, out, reused, summary),
                        {"method": "cat_svd", "rank": rank, "source": source}, model, metrics=numbers)
     return numbers

@@ -16,6 +16,7 @@ from lorasoups.stages.common import (
     Exported,
     data_for,
     identities,
+    measured,
     skill_adapters,
     trained,
     tuning_examples,
@@ -143,6 +144,17 @@ def learn_soup(method: str, model: str, setting: str, seed: int, data: DataConfi
     drift = (run.summary.get("final_drift") or {}).get("max", {})
     return {**{k: run.summary.get(k) for k in ("eval_loss_before", "eval_loss_best", "best_step")},
             **{f"max_drift/{skill}": v for skill, v in drift.items()}}
+
+
+def alphas_figure(profile: str, setting: str, seed: int, label: str = "cat") -> Path:
+    """The heatmap of a learned CAT's alphas by layer and skill (``alphas.png`` beside its adapter)."""
+    record = trained(profile, setting, seed).get(label)
+    if record is None:
+        raise FileNotFoundError(f"no train/{setting}/{label}--s{seed}.json under results/{profile}/: run learn_cat first")
+    path = Path(record["location"]).parent / "alphas.png"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the run of {label} (setting {setting}, seed {seed}) has no alphas heatmap")
+    return path
 
 
 def learn_cat_recipes(model: str, setting: str, seed: int, data: DataConfig, cfg: SoupTrainConfig,
@@ -336,17 +348,19 @@ def random_alpha_cat(model: str, setting: str, seed: int, cfg: SoupTrainConfig, 
     out = paths.runs_dir() / "merges" / f"{setting}-random_alpha-{key}"
     table_file = out / "alphas.json"
     reused = table_file.is_file()
+    summary: dict[str, Any] = {}
     if not reused:
-        base, _ = load_base(model, device="cpu", dtype="float32")
-        soup = build("cat", base, adapters, **params)
-        table = alphas_table(soup)
-        export_adapter(soup, out, overwrite=True)
-        table_file.write_text(json.dumps(table, indent=2) + "\n")
+        with measured() as summary:
+            base, _ = load_base(model, device="cpu", dtype="float32")
+            soup = build("cat", base, adapters, **params)
+            table = alphas_table(soup)
+            export_adapter(soup, out, overwrite=True)
+            table_file.write_text(json.dumps(table, indent=2) + "\n")
     table = json.loads(table_file.read_text())
     k = len(adapters)
     spread = sum(abs(r["alpha"] - 1.0 / k) for r in table) / len(table)
     _progress(f"[{setting}] random_alpha: mean |alpha - 1/k| = {spread:.3f} ({'reused' if reused else 'exported'})")
-    write_train_result(profile, setting, "random_alpha", seed, Exported(out, out, reused, {}),
+    write_train_result(profile, setting, "random_alpha", seed, Exported(out, out, reused, summary),
                        {"method": "cat", "params": params, "adapters": adapters}, model,
                        metrics={"alphas": table, "mean_abs_alpha_minus_equal": spread})
     return spread

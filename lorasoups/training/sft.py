@@ -49,7 +49,32 @@ _OWN_FIELDS = ("r", "lora_alpha", "lora_dropout", "target_modules", "precision",
 
 
 @dataclass
-class SftConfig:
+class TrainerConfig:
+    """What every training run of ours (a skill LoRA, DATA-MIX, a learned soup) sets the same way."""
+
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """Mixed precision of the Trainer. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on
+    CUDA; on CPU bf16 autocast where the CPU has bf16 hardware (AMX / AVX-512 BF16), else fp32."""
+    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """dtype of the frozen base weights (the LoRA weights stay fp32, peft's default). ``auto``:
+    bfloat16 on CUDA (half the memory, the paper's half precision), float32 on CPU."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward (transformers' new name for gradient checkpointing; TRL
+    turns it on by default, off here: our models are small, and a soup trains only its alphas or
+    routers; it costs ~20 % speed)."""
+    seed: int = 0
+    """Seed of LoRA init, data order and dropout (and of a soup's random alpha/router init); the
+    pipeline sets it to each seed of ``experiment.seeds``."""
+    logging_steps: int = 10
+    """Log the train loss every this many steps (the curve saved with the run)."""
+    save_total_limit: int | None = 2
+    """Checkpoints kept (oldest deleted first; a learned soup keeps its best one besides)."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """Any other ``trl.SFTConfig`` argument, passed through (checked against its fields)."""
+
+
+@dataclass
+class SftConfig(TrainerConfig):
     """``sft:`` section: one skill LoRA (paper §B.1 defaults)."""
 
     # LoRA
@@ -104,25 +129,8 @@ class SftConfig:
     """AdamW weight decay."""
     optim: str = "adamw_torch"
     """transformers optimiser name."""
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    """Mixed precision of the Trainer. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on
-    CUDA; on CPU bf16 autocast where the CPU has bf16 hardware (AMX / AVX-512 BF16), else fp32."""
-    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """dtype of the frozen base weights (the LoRA weights stay fp32, peft's default). ``auto``:
-    bfloat16 on CUDA (half the memory, the paper's half precision), float32 on CPU."""
-    activation_checkpointing: bool = False
-    """Recompute activations in backward (transformers' new name for gradient checkpointing; TRL
-    turns it on by default, off here: our models are small and it costs ~20 % speed)."""
-    seed: int = 0
-    """Seed of LoRA init, data order and dropout."""
-    logging_steps: int = 10
-    """Log the train loss every this many steps (the curve saved with the run)."""
     save_steps: int = 100
     """Checkpoint every this many steps (what a killed run resumes from)."""
-    save_total_limit: int | None = 2
-    """Checkpoints kept (oldest deleted first)."""
-    trainer: dict[str, Any] = field(default_factory=dict)
-    """Any other ``trl.SFTConfig`` argument, passed through (checked against its fields)."""
 
     def __post_init__(self) -> None:
         if self.r <= 0:

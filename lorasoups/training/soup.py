@@ -56,6 +56,7 @@ from lorasoups.training.runs import (
 )
 from lorasoups.training.sft import (
     RunResult,
+    TrainerConfig,
     check_dataset,
     check_trainer_overrides,
     finish,
@@ -80,7 +81,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class SoupTrainConfig:
+class SoupTrainConfig(TrainerConfig):
     """``cat:`` / ``moe:`` section: learning a soup's mixing parameters."""
 
     recipe: Literal["converge", "paper", "released"] = "converge"
@@ -115,21 +116,6 @@ class SoupTrainConfig:
     Every ``max(1, steps // eval_points)`` steps; the best by validation loss is exported."""
     balance_loss_coef: float = 0.0
     """MoE only: weight of the router load-balancing loss added to the LM loss."""
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    """Mixed precision. ``auto``: bf16 on a CUDA GPU that has it, else fp16 on CUDA; on CPU bf16
-    where the CPU has bf16 hardware (AMX / AVX-512 BF16), else fp32."""
-    base_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """dtype of the frozen base weights. ``auto``: bfloat16 on CUDA, float32 on CPU."""
-    activation_checkpointing: bool = False
-    """Recompute activations in backward (TRL's default is on; off: only alphas/routers train)."""
-    seed: int = 0
-    """Seed of data order (and of a random alpha/router init)."""
-    logging_steps: int = 10
-    """Log the train loss every this many steps."""
-    save_total_limit: int | None = 2
-    """Checkpoints kept besides the best one."""
-    trainer: dict[str, Any] = field(default_factory=dict)
-    """Any other ``trl.SFTConfig`` argument, passed through (checked against its fields)."""
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
