@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lorasoups.merging.export import adapter_files, write_into, write_new
-from lorasoups.merging.skill_adapters import MergeError, load_skill
+from lorasoups.merging.skill_adapters import MergeError, load_skill, read_json
 from lorasoups.merging.soup import SoupState, method_of, soup_state
 
 FORMAT_VERSION = 1
@@ -83,13 +83,7 @@ def read_soup(path: str | Path, adapters: list[str | Path] | None = None) -> tup
     from safetensors.torch import load_file
 
     p = Path(path)
-    record_file = p / "soup.json"
-    if not record_file.is_file():
-        raise MergeError(f"soup '{p}': no soup.json (not a directory written by save_soup)")
-    try:
-        record = json.loads(record_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise MergeError(f"soup '{p}': soup.json is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+    record = read_json(p / "soup.json", f"soup '{p}'", "not a directory written by save_soup")
     if record.get("format_version") != FORMAT_VERSION:
         raise MergeError(f"soup '{p}': soup.json format_version {record.get('format_version')!r}, expected {FORMAT_VERSION}")
     skills = record["skills"]

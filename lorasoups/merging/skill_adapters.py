@@ -79,21 +79,23 @@ def _read_tensors(path: Path, label: str) -> tuple[dict[str, torch.Tensor], str]
     raise MergeError(f"adapter '{label}': no adapter_model.safetensors (or .bin) in {path}")
 
 
+def read_json(file: Path, owner: str, missing: str) -> Any:
+    """A JSON file a merge relies on, or a MergeError naming ``owner``, the file and the line."""
+    if not file.is_file():
+        raise MergeError(f"{owner}: no {file.name} ({missing})")
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise MergeError(f"{owner}: {file.name} is not valid JSON (line {exc.lineno}): {exc.msg}") from exc
+
+
 def load_skill(path: str | Path, name: str | None = None) -> SkillAdapter:
     """Read one PEFT LoRA adapter directory, checking everything a merge relies on."""
     p = Path(path).expanduser()
     label = str(path)
     if not p.is_dir():
         raise MergeError(f"adapter '{label}': directory does not exist")
-    cfg_file = p / "adapter_config.json"
-    if not cfg_file.is_file():
-        raise MergeError(f"adapter '{label}': no adapter_config.json (not a PEFT adapter directory)")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise MergeError(
-            f"adapter '{label}': adapter_config.json is not valid JSON (line {exc.lineno}): {exc.msg}"
-        ) from exc
+    cfg = read_json(p / "adapter_config.json", f"adapter '{label}'", "not a PEFT adapter directory")
     if not isinstance(cfg, dict):
         raise MergeError(f"adapter '{label}': adapter_config.json must hold a JSON object")
     if cfg.get("peft_type") != "LORA":
