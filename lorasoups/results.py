@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -114,6 +114,7 @@ def _proc_status_kib(field: str) -> int | None:
 
 
 _PEAK_SINCE = "process start"  # what peak_memory's CPU figure covers: "reset" once a reset took
+_SCOPES: list[list[float]] = []  # the running peak (CPU, CUDA MiB) of each open peak_scope
 
 
 def reset_peak_memory() -> bool:
@@ -125,6 +126,10 @@ def reset_peak_memory() -> bool:
     and keep the old mark, so the reset is checked (``VmHWM`` back near ``VmRSS``) and
     :func:`peak_memory` then says its figure covers the whole process."""
     global _PEAK_SINCE
+    if _SCOPES:  # an inner reset: fold the peak so far into every open scope first
+        now = peak_memory()
+        for box in _SCOPES:
+            box[0], box[1] = max(box[0], now["cpu_rss_mib"]), max(box[1], now["cuda_mib"] or 0.0)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:  # not Linux, or not allowed: the process peak is reported instead
@@ -159,6 +164,25 @@ def peak_memory() -> dict[str, float | str | None]:
         pass
     return {"cpu_rss_mib": round(rss_kib / 1024, 1), "cuda_mib": None if cuda is None else round(cuda, 1),
             "cpu_rss_since": _PEAK_SINCE}
+
+
+@contextmanager
+def peak_scope() -> Iterator[Callable[[], dict[str, float | str | None]]]:
+    """The peak memory of a block whose code restarts the peak itself (an evaluation does, per
+    result): ``with peak_scope() as peak: ...`` then ``peak()``, the largest of every part."""
+    reset_peak_memory()
+    box = [0.0, 0.0]
+    _SCOPES.append(box)
+
+    def peak() -> dict[str, float | str | None]:
+        now = peak_memory()
+        cuda = None if now["cuda_mib"] is None else max(now["cuda_mib"], box[1])
+        return {**now, "cpu_rss_mib": max(now["cpu_rss_mib"], box[0]), "cuda_mib": cuda}
+
+    try:
+        yield peak
+    finally:
+        _SCOPES.remove(box)
 
 
 class Timer:

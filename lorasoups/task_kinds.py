@@ -35,7 +35,7 @@ class Task:
     """The number models are compared on when printed: the first of these a result carries (QA:
     the judge's accuracy where an endpoint scored it, else token F1)."""
     sweep_metric: str
-    """What a merge sweep maximises on validation data, and the ablations' primary metric."""
+    """What a merge sweep maximises on validation data (the ablations compare on ``headline``)."""
     item_score: str
     """Per-example score column of the ``.examples.jsonl`` rows that the gate and the verdicts
     compare models on item by item."""

@@ -124,8 +124,11 @@ def test_merge_params_follow_the_number_of_skills():
     assert merge_params("cat_static", ExperimentConfig(static_alpha=None), 4, 0) == {"alphas": [0.25] * 4}
     assert merge_params("ties", exp, 3, 0) == {"alphas": [1.0, 1.0, 1.0], "density": 0.5}
     assert merge_params("dare", exp, 2, 7) == {"alphas": [1.0, 1.0], "density": 0.5, "seed": 7}
-    with pytest.raises(ConfigError, match="merge_alphas has 2 weights but setting 'math_code_k3' composes 3"):
+    with pytest.raises(ConfigError, match="merge_alphas has 2 weights but 3 skills .*setting 'math_code_k3'"):
         merge_params("ties", ExperimentConfig(merge_alphas=[1.0, 1.5]), 3, 0, "math_code_k3")
+    # static CAT takes static_alpha, never merge_alphas; a *_svd pruning merge gets the density too
+    assert merge_params("cat_static", ExperimentConfig(merge_alphas=[1.0, 1.5]), 3, 0) == {"alphas": [0.5] * 3}
+    assert merge_params("ties_svd", exp, 2, 0) == {"alphas": [1.0, 1.0], "density": 0.5}
 
 
 def test_three_skill_setting_sweeps_a_shared_weight_and_exports_every_merge(stage_env, tiny):

@@ -3,8 +3,10 @@
 Every stage records its own seconds: training results ``timings_s`` (``train_last_session``: the
 session in which a run finished, so a run resumed across sessions counts only its last part), the
 merge sweeps per grid point (``seconds``: merge, generate, score), evaluation ``timings_s.evaluate``
-per model and target. Recorded seconds include any time the process was paused, and nothing is
-recorded for the gate's own scoring (its base and oracle scores are ordinary evaluation results).
+per model and target; merge exports their seconds like a training run's (``training: <method>``).
+Recorded seconds include any time the process was paused. The gate's and the ELO's own timings
+(in their result files) are not in this table: the gate's base and oracle scores are ordinary
+evaluation results, and an ELO from F1 battles takes seconds.
 
     python -m lorasoups.analysis.budget --profile cpu     # figures_dir(profile)/wall_time.md
 """

@@ -332,15 +332,21 @@ class Judge:
             key = "local-no-key"  # local servers ignore the key, the client insists on one
         self._key = key
         self._openai = openai
-        # The client retries (408/409/429/5xx, connection errors, timeouts); an httpx hook counts the
-        # attempts each call made, per thread (batch calls run in a pool), for the judge's stats.
+        # The client retries (408/409/429/5xx, connection errors, timeouts); an httpx hook reads the
+        # attempt number the client stamps on each request (a redirect is not an attempt), per
+        # thread (batch calls run in a pool), for the judge's stats, and a retryable reply is logged.
         self._attempts = threading.local()
 
-        def count(_request) -> None:
-            self._attempts.n = getattr(self._attempts, "n", 0) + 1
+        def count(request) -> None:
+            self._attempts.n = int(request.headers.get("x-stainless-retry-count", "0")) + 1
 
+        def warn(response) -> None:
+            if response.status_code in (408, 409, 429) or response.status_code >= 500:
+                log.warning("judge request got HTTP %d; the client retries it", response.status_code)
+
+        hooks = {"request": [count], "response": [warn]}
         self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=cfg.timeout, max_retries=cfg.max_retries,
-                                     http_client=openai.DefaultHttpxClient(event_hooks={"request": [count]}))
+                                     http_client=openai.DefaultHttpxClient(event_hooks=hooks))
         self.base_url = str(self._client.base_url)
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else paths.cache_dir() / "judge"
         self.stats = JudgeStats()

@@ -42,7 +42,7 @@ def weighted_defaults(method: Method, d: MergeDefaults) -> dict[str, Any]:
     run's seed if it draws at random: the static merges' parameters unless a sweep sets them."""
     alphas = list(d.alphas) if d.alphas is not None else [1.0] * d.k
     if len(alphas) != d.k:
-        raise ValueError(f"{len(alphas)} weights for {d.k} skills")
+        raise ValueError(f"experiment.merge_alphas has {len(alphas)} weights but {d.k} skills are composed")
     params: dict[str, Any] = {"alphas": alphas}
     if method.density:
         params["density"] = d.density

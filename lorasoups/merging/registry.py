@@ -3,7 +3,8 @@ and :func:`load_soup`.
 
 Each method is a small module exposing a parameter dataclass and a builder
 ``(base_model, skills, params) -> (peft_model, SoupState)``; this file lists them, one line each
-(a peft ``add_weighted_adapter`` merge is one row of ``task_arithmetic.COMBINATIONS``). Call
+(a peft ``add_weighted_adapter`` merge: a row of ``task_arithmetic.COMBINATIONS`` and its
+``_weighted`` line below). Call
 :func:`register` to add one at run time. Nothing else in the package keeps a list of method names.
 """
 from __future__ import annotations

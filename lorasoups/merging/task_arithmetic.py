@@ -186,6 +186,10 @@ def factor_merge_builder(name: str, merge: FactorMerge, density: bool):
             raise MergeError(f"method '{name}' weights both LoRA factors by alpha, so alphas must be >= 0, got {alphas}")
         if density and (params.density is None or not 0.0 < params.density <= 1.0):
             raise MergeError(f"method '{name}' needs density in (0, 1], got {params.density}")
+        if not density and params.density is not None:
+            raise MergeError(f"method '{name}' takes no density, got {params.density}")
+        if params.svd_rank is not None or params.svd_clamp is not None:
+            raise MergeError(f"method '{name}' merges in factor space: svd_rank / svd_clamp do not apply")
         modules = skills[0].modules
         model, layers = new_soup_adapter(base_model, skills, {m: skills[0].rank(m) for m in modules})
         order = [n for n, _ in model.base_model.model.named_modules() if n in layers]

@@ -2,11 +2,12 @@
 
 Usage: ``python -m lorasoups.pipeline run [--profile auto|smoke|full] [--stage NAME] [--force]``
 (the command line is :mod:`lorasoups.pipeline.cli`).
-Parameters come from ``configs/base.yaml`` + ``configs/<profile>.yaml`` (+ ``--config`` files),
-are validated through the stage dataclasses *before* anything runs (papermill itself only warns on
-an unknown parameter), and must match the names in each notebook's ``parameters`` cell.
-Executed notebooks go to ``runs/notebooks/<profile>/``; a stamp per stage (hash of parameters and
-notebook source) lets an unchanged stage with its outputs present be skipped.
+The configuration is ``configs/base.yaml`` + ``configs/<profile>.yaml`` (+ ``--config`` files),
+validated whole *before* anything runs; each stage notebook gets the profile and the files and
+resolves the same configuration (:func:`stage_config`); the analysis notebooks get a few flat fields.
+Executed notebooks go to ``runs/notebooks/<profile>/``; a stamp per stage (hash of its resolved
+config sections, its notebook and the package source) lets an unchanged stage with its outputs
+present be skipped.
 """
 from __future__ import annotations
 

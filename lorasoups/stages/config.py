@@ -34,7 +34,8 @@ class ExperimentConfig:
     """Per-skill weights of linear / TIES / DARE when no sweep result exists (None: 1.0 per skill;
     a list must have one weight per skill of every setting run)."""
     merge_density: float = 0.5
-    """Density (lambda) of TIES / DARE when no sweep result exists."""
+    """Density (lambda) of every merge that prunes (TIES, DARE, their variants and the ``*_svd``
+    ones; ``Method.density``) when no sweep result exists."""
     cat_from_lorahub: bool = False
     """Stage 07 also learns CAT starting from LoraHub's weights (label ``cat_lorahub``, free alphas;
     does a good start help learned CAT?)."""

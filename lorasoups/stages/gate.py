@@ -245,23 +245,24 @@ def run_gate(cfg: dict[str, Any], setting: str, seed: int, skills_only: bool = F
     (a failed skill fails the setting whatever the oracle does). A later full run replaces it."""
     profile, model = cfg["run"].profile, cfg["model"].name
     data, ev, gate = cfg["data"], cfg["evaluation"], cfg["gate"]
-    results.reset_peak_memory()  # this gate's peak, not the process's so far
     timer = results.Timer()
-    with timer("skills"):
-        skills = skill_gate(model, setting, seed, data, ev, gate, profile)
-    if skills_only:
-        oracle, why = [], "not evaluated in this run (--skills-only): the setting's verdict waits for it"
-        passed = False if not all(r["passed"] for r in skills) else None
-    else:
-        with timer("oracle"):
-            oracle, why = oracle_gate(model, setting, seed, data, ev, profile)
-        passed = all(r["passed"] for r in skills + oracle)
+    with results.peak_scope() as peak:  # this gate's peak, over the evaluations' own restarts
+        with timer("skills"):
+            skills = skill_gate(model, setting, seed, data, ev, gate, profile)
+        if skills_only:
+            oracle, why = [], "not evaluated in this run (--skills-only): the setting's verdict waits for it"
+            passed = False if not all(r["passed"] for r in skills) else None
+        else:
+            with timer("oracle"):
+                oracle, why = oracle_gate(model, setting, seed, data, ev, profile)
+            passed = all(r["passed"] for r in skills + oracle)
+        gate_peak = peak()
     metrics = {"setting": setting, "seed": seed, "skills": skills, "oracle": oracle, "oracle_absent": why,
                "rules": RULES, "passed": passed}
     path = results.result_path(f"gate/{setting}", "gate", f"s{seed}", profile=profile)
     results.write_result(path, config={"run": {"setting": setting, "seed": seed, "profile": profile},
                                        "gate": to_dict(gate), "evaluation": to_dict(ev)},
-                         metrics=metrics, timings=timer.seconds, model=model_identity(model))
+                         metrics=metrics, timings=timer.seconds, model=model_identity(model), peak=gate_peak)
     verdict = {True: "PASSED", False: "FAILED", None: "UNDECIDED (skills passed; oracle not evaluated)"}
     print(f"[gate {setting}] seed {seed}: {verdict[metrics['passed']]} -> {path}", flush=True)
     return metrics

@@ -35,11 +35,11 @@ from lorasoups.task_kinds import task_of_kind
 def merge_params(method: str, exp: ExperimentConfig, k: int, seed: int, setting: str = "") -> dict[str, Any]:
     """Hyper-parameters of a static merge of ``k`` skills (the sweep stage, when run, overrides them):
     the method's own defaults (``Method.default_params``) from the experiment's values."""
-    if exp.merge_alphas is not None and len(exp.merge_alphas) != k:
-        raise ConfigError(f"experiment.merge_alphas has {len(exp.merge_alphas)} weights but setting '{setting}' "
-                          f"composes {k} skills; give {k} weights or null (1.0 each)")
-    return METHODS[method].default_params(MergeDefaults(k=k, alphas=exp.merge_alphas, density=exp.merge_density,
-                                                        static_alpha=exp.static_alpha, seed=seed))
+    try:
+        return METHODS[method].default_params(MergeDefaults(k=k, alphas=exp.merge_alphas, density=exp.merge_density,
+                                                            static_alpha=exp.static_alpha, seed=seed))
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (setting '{setting}', method '{method}'); give {k} weights or null (1.0 each)") from exc
 
 
 def validation_set(setting: str, data: DataConfig, sweep: SweepConfig, profile: str) -> dict[str, Any]:
