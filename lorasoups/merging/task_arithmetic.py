@@ -174,6 +174,17 @@ def write_factor_merge(targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
             b_t.copy_(merge(B, wb, density, majority_sign_method).to(b_t.dtype))
 
 
+def factor_targets(model: nn.Module, layers: dict[str, nn.Module], skills: list[SkillAdapter]):
+    """What :func:`write_factor_merge` writes into and from: the soup adapter's (A, B) per module in
+    peft's module order (``named_modules``, which random draws follow), and the skills' factors
+    (on the adapter's device) and scalings per module."""
+    order = [n for n, _ in model.base_model.model.named_modules() if n in layers]
+    targets = {m: (layers[m].lora_A[ADAPTER].weight, layers[m].lora_B[ADAPTER].weight) for m in order}
+    device = targets[order[0]][0].device
+    factors = {m: ([s.A[m].to(device) for s in skills], [s.B[m].to(device) for s in skills]) for m in order}
+    return targets, factors, {m: tuple(s.scaling[m] for s in skills) for m in order}
+
+
 def factor_merge_builder(name: str, merge: FactorMerge, density: bool):
     """A builder for a method defined only by its :data:`FactorMerge` (peft's ``merge_utils``
     signature): the same function then builds, sweeps and exports it (a new factor-space method is
@@ -192,12 +203,8 @@ def factor_merge_builder(name: str, merge: FactorMerge, density: bool):
             raise MergeError(f"method '{name}' merges in factor space: svd_rank / svd_clamp do not apply")
         modules = skills[0].modules
         model, layers = new_soup_adapter(base_model, skills, {m: skills[0].rank(m) for m in modules})
-        order = [n for n, _ in model.base_model.model.named_modules() if n in layers]
-        targets = {m: (layers[m].lora_A[ADAPTER].weight, layers[m].lora_B[ADAPTER].weight) for m in order}
-        device = targets[order[0]][0].device
-        factors = {m: ([s.A[m].to(device) for s in skills], [s.B[m].to(device) for s in skills]) for m in order}
-        write_factor_merge(targets, factors, {m: tuple(s.scaling[m] for s in skills) for m in order}, merge,
-                           alphas, params.density if density else None, params.seed, params.majority_sign_method)
+        write_factor_merge(*factor_targets(model, layers, skills), merge, alphas,
+                           params.density if density else None, params.seed, params.majority_sign_method)
         return model, SoupState(name, {}, skills, modules)
 
     return build

@@ -45,11 +45,11 @@ class Exported:
 def measured() -> Iterator[dict[str, Any]]:
     """The time and peak memory of one export (a merge, a compression): the ``summary`` of an
     :class:`Exported`, which :func:`write_train_result` records like a training run's."""
-    results.reset_peak_memory()
     start = time.perf_counter()
     out: dict[str, Any] = {}
-    yield out
-    out.update(seconds=round(time.perf_counter() - start, 1), peak_memory=results.peak_memory())
+    with results.peak_scope() as peak:
+        yield out
+        out.update(seconds=round(time.perf_counter() - start, 1), peak_memory=peak())
 
 
 def train_result_path(profile: str, setting: str, label: str, seed: int) -> Path:

@@ -32,8 +32,8 @@ from torch import nn
 
 from lorasoups.merging.registry import METHODS
 from lorasoups.merging.skill_adapters import MergeError, SkillAdapter, load_skills, require_equal_ranks
-from lorasoups.merging.soup import ADAPTER, new_soup_adapter
-from lorasoups.merging.task_arithmetic import write_factor_merge
+from lorasoups.merging.soup import new_soup_adapter
+from lorasoups.merging.task_arithmetic import factor_targets, write_factor_merge
 from lorasoups.sweep.grid import sweep_methods
 
 
@@ -51,15 +51,9 @@ class InPlaceMerger:
         ranks = {m: first.rank(m) for m in first.modules}
         self.model, layers = new_soup_adapter(base_model, self.skills, ranks)
         self.model.eval()
-        inner = self.model.base_model.model
-        # peft walks modules in named_modules order; DARE's draws follow it
-        self.modules = [name for name, _ in inner.named_modules() if name in layers]
-        self.device = layers[self.modules[0]].lora_A[ADAPTER].weight.device
-        self._targets = {m: (layers[m].lora_A[ADAPTER].weight, layers[m].lora_B[ADAPTER].weight)
-                         for m in self.modules}
-        self._factors = {m: ([s.A[m].to(self.device) for s in self.skills],
-                             [s.B[m].to(self.device) for s in self.skills]) for m in self.modules}
-        self._scaling = {m: tuple(s.scaling[m] for s in self.skills) for m in self.modules}
+        self._targets, self._factors, self._scaling = factor_targets(self.model, layers, self.skills)
+        self.modules = list(self._targets)  # peft's module order; DARE's draws follow it
+        self.device = self._targets[self.modules[0]][0].device
 
     @torch.no_grad()
     def apply(
