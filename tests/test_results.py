@@ -159,21 +159,31 @@ def test_a_namespace_puts_figures_beside_its_results_not_over_the_main_ones(tmp_
     assert paths.figures_dir("cpu") == tmp_path / "figures" / "cpu" and paths.figures_dir("full") == tmp_path / "figures"
 
 
+def _resident_mib() -> float:
+    return results._proc_status_kib("VmRSS") / 1024
+
+
 def test_peak_memory_can_restart_so_each_run_reports_its_own():
     """A kernel that trains several runs reports each run's peak, not the largest so far; where the
-    platform keeps the old mark (gVisor accepts the reset and ignores it) the record says so."""
+    platform keeps the old mark the record says so. Some sandboxes (gVisor, as in CI) also keep freed
+    pages in VmRSS: there the restarted peak is checked against what is resident, and the 400 MiB
+    drop, which such a platform cannot show, is skipped with its reason."""
     import numpy as np
 
     results.reset_peak_memory()
     big = np.ones(400 * 2**20 // 8)  # ~400 MiB resident
     high = results.peak_memory()
     del big
+    resident = _resident_mib()
     took = results.reset_peak_memory()
     low = results.peak_memory()
-    if took:
-        assert high["cpu_rss_mib"] - low["cpu_rss_mib"] > 300 and low["cpu_rss_since"] == "reset"
-    else:
+    if not took:
         assert low["cpu_rss_mib"] >= high["cpu_rss_mib"] and low["cpu_rss_since"] == "process start"
+        return
+    assert low["cpu_rss_since"] == "reset" and low["cpu_rss_mib"] <= resident + 16  # restarted at RSS
+    if high["cpu_rss_mib"] - resident < 300:
+        pytest.skip(f"freeing 400 MiB left VmRSS at {resident:.0f} MiB (peak {high['cpu_rss_mib']})")
+    assert high["cpu_rss_mib"] - low["cpu_rss_mib"] > 300
 
 
 def test_a_peak_scope_keeps_the_largest_part_across_inner_restarts():
@@ -184,7 +194,10 @@ def test_a_peak_scope_keeps_the_largest_part_across_inner_restarts():
         pytest.skip("this platform keeps the old high-water mark (the record says 'process start')")
     with results.peak_scope() as peak:
         big = np.ones(400 * 2**20 // 8)  # ~400 MiB, freed before the inner restart
+        with_big = _resident_mib()
         del big
+        if with_big - _resident_mib() < 300:
+            pytest.skip("this platform keeps freed pages in VmRSS: no smaller part to tell apart")
         results.reset_peak_memory()  # what an evaluation inside does
         small = results.peak_memory()["cpu_rss_mib"]
         whole = peak()["cpu_rss_mib"]
