@@ -6,7 +6,7 @@
   t-CI over seeds (dots: each seed's median). We could not read the paper's figure offline; its
   reading-comprehension comparison is an ELO ranking, which is what this draws.
 * Table 2: per method, token F1 / exact match / containment on BioASQ (and the judge's accuracy and
-  the ELO when they exist), mean [95% CI] over seeds. Which of these columns the paper's Table 2
+  the ELO when they exist): the mean over seeds, its 95% t-CI and the bootstrap over questions. Which of these columns the paper's Table 2
   holds we could not confirm; all are shown.
 """
 from __future__ import annotations
@@ -18,10 +18,9 @@ from matplotlib.figure import Figure
 from lorasoups.analysis import load
 from lorasoups.analysis.methods import (
     display_name,
-    item_bootstrap,
     method_scores,
-    order_labels,
     records_caption,
+    score_table,
     skill_names,
 )
 from lorasoups.analysis.outcome import Outcome
@@ -106,43 +105,31 @@ def figure_6a(elo_records: list[dict[str, Any]], profile: str, skills: tuple[str
 
 def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], profile: str,
             skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
-    """Markdown: per method F1, exact match, containment (+ judge accuracy, ELO) as mean [95% CI
-    over seeds], and F1's 95 % bootstrap over the questions (each question's F1 averaged over the
-    method's seeds; :func:`lorasoups.analysis.methods.item_bootstrap`)."""
-    metrics = ["f1", "exact_match", "contains"]
+    """Markdown: per method token F1, exact match and containment (and the judge's accuracy when
+    a judge ran), each as the mean over seeds, its 95 % t-CI over seeds and the 95 % bootstrap over
+    the questions (:func:`lorasoups.analysis.methods.score_table`, as Figures 4 and 5), with the
+    ELO beside them."""
+    columns = [("f1", "f1", "token F1"), ("exact_match", "exact_match", "exact match"),
+               ("contains", "contains", "containment")]
     if all(isinstance(r["metrics"].get("judge_accuracy"), int | float) for r in records):
-        metrics.append("judge_accuracy")
-    scores = {m: {s["label"]: s["summary"] for s in method_scores(records, m)} for m in metrics}
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        runs.setdefault(r["label"], []).append(r)
-    f1_boot = {lb: ci for lb in order_labels(runs) if (ci := item_bootstrap(runs[lb], "f1")) is not None}
+        columns.append(("judge_accuracy", None, "accuracy (LLM judge)"))
     elo = {s["label"]: s["summary"] for s in elo_scores(elo_records)} if elo_records else {}
-    head = ["method", "f1", "f1: 95 % bootstrap over questions", *metrics[1:]] + (["ELO"] if elo else [])
-    lines = [
-        f"**Table 2 (reproduction): reading comprehension on {TARGET}** (mean [95% CI] over seeds"
-        + (f"; ELO from {battle_source(elo_records)})" if elo else ")"),
-        f"_{records_caption(profile, records)}_",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
-    labels = order_labels({r["label"] for r in records} | set(elo))
-    for label in labels:
-        cells = [fmt(scores[m][label]) if label in scores[m] else "—" for m in metrics]
-        ci = f1_boot.get(label)
-        cells.insert(1, "—" if label not in runs else "- (no per-example file)" if ci is None
-                     else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
-        if elo:
-            cells.append(fmt(elo[label], digits=1) if label in elo else "—")
-        lines.append(f"| {display_name(label, skills)} | " + " | ".join(cells) + " |")
-    numbers: dict[str, Any] = {m: {lb: s["mean"] for lb, s in scores[m].items()} for m in metrics}
-    if f1_boot:
-        numbers["f1_bootstrap95"] = f1_boot
+    unrated = sorted(set(elo) - {r["label"] for r in records})
+    if unrated:  # the battles are between scored models, so an ELO without scores is a stale file
+        raise load.ResultsError(f"{elo_records[0]['path'].name}: ELO for {unrated}, which have no score file")
+    title = (f"**Table 2 (reproduction): reading comprehension on {TARGET}**"
+             + (f" (ELO from {battle_source(elo_records)})" if elo else ""))
+    extra = ("ELO", lambda runs: fmt(elo[runs[0]["label"]], digits=1) if runs[0]["label"] in elo else "—")
+    table, boot = score_table(records, title, records_caption(profile, records), columns, unit="questions",
+                              skills=skills, extra=extra if elo else None)
+    numbers: dict[str, Any] = {m: {s["label"]: s["summary"]["mean"] for s in method_scores(records, m)}
+                               for m, _, _ in columns}
+    if boot["f1"]:
+        numbers["f1_bootstrap95"] = boot["f1"]
     if elo:
         numbers["elo"] = {lb: s["mean"] for lb, s in elo.items()}
         numbers["elo_decided_by"] = elo_records[0].get("decided_by", "judge")
-    return "\n".join(lines), numbers
+    return table, numbers
 
 
 def _elo_records(profile: str, seeds: list[int]) -> tuple[list[dict[str, Any]], list, list[str]]:
