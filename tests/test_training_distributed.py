@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -184,8 +185,10 @@ def test_two_process_launch_equals_one_process_at_the_same_global_batch(config, 
                    DROPOUT="0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count(f"ENGINE {engine}") == 2, done.stdout[-3000:]
-    lines = sorted(line.split(" backend=")[0] for line in done.stdout.splitlines() if line.startswith("DONE"))
-    assert lines == ["DONE rank=0 world=2", "DONE rank=1 world=2"]
+    # found anywhere in the output: the two ranks share one pipe, so a line may start mid-line after
+    # the other rank's unterminated output (seen once on a loaded machine: rank 0's line not at a line start)
+    assert sorted(re.findall(r"DONE (rank=\d world=\d)", done.stdout)) == ["rank=0 world=2", "rank=1 world=2"], \
+        done.stdout[-3000:]
     r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     saved = _adapter(tmp_path / "runs")
     assert sorted(r0) == sorted(r1) == sorted(one_process_sft) and len(r0) > 0
