@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,17 @@ def test_profiles_are_the_config_files():
         pipeline.resolve("cpus")
     cfg = pipeline.resolve("cpu")
     assert cfg["run"].profile == "cpu" and cfg["data"].size("cpu", target=True, name="count_format3") is None
+
+
+STUDY = sorted((Path(__file__).parents[1] / "configs" / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDY, ids=[p.name for p in STUDY])
+def test_every_study_slice_resolves_on_the_cpu_profile(path):
+    """A slice file with a typo must fail here, not hours into a study run; with the seed overlay
+    layered on top, as the queue runs seeds 1 and 2."""
+    cfg = pipeline.resolve("cpu", [str(path), str(path.parent / "seed1.yaml")])
+    assert cfg["run"].profile == "cpu" and cfg["experiment"].seeds == [1]
 
 
 def test_unknown_stage():
