@@ -6,8 +6,8 @@
   t-CI over seeds (dots: each seed's median). We could not read the paper's figure offline; its
   reading-comprehension comparison is an ELO ranking, which is what this draws.
 * Table 2: per method, token F1 / exact match / containment on BioASQ (and the judge's accuracy and
-  the ELO when they exist): the mean over seeds, its 95% t-CI and the bootstrap over questions. Which of these columns the paper's Table 2
-  holds we could not confirm; all are shown.
+  the ELO when they exist): the mean over seeds, its 95% t-CI and the bootstrap over questions.
+  Which of these columns the paper's Table 2 holds we could not confirm; all are shown.
 """
 from __future__ import annotations
 
@@ -119,9 +119,11 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
         raise load.ResultsError(f"{elo_records[0]['path'].name}: ELO for {unrated}, which have no score file")
     title = (f"**Table 2 (reproduction): reading comprehension on {TARGET}**"
              + (f" (ELO from {battle_source(elo_records)})" if elo else ""))
-    extra = ("ELO", lambda runs: fmt(elo[runs[0]["label"]], digits=1) if runs[0]["label"] in elo else "—")
+    # models outside the profile's elo_labels (controls, cat_paper) are scored but not rated
+    extra = ("ELO", lambda runs: fmt(elo[runs[0]["label"]], digits=1) if runs[0]["label"] in elo else "—") \
+        if elo else None
     table, boot = score_table(records, title, records_caption(profile, records), columns, unit="questions",
-                              skills=skills, extra=extra if elo else None)
+                              skills=skills, extra=extra)
     numbers: dict[str, Any] = {m: {s["label"]: s["summary"]["mean"] for s in method_scores(records, m)}
                                for m, _, _ in columns}
     if boot["f1"]:
