@@ -12,6 +12,7 @@ scorer is named as ``module:function`` and imported when first used.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ class Task:
     compare models on item by item."""
     solved_flag: str | None = None
     """Per-example 0/1 correctness flag (None where the rows carry graded scores only)."""
+    options: tuple[str, ...] = ()
+    """Scorer keywords a run's config may set (the program sandbox's ``workers``)."""
 
     @property
     def scorer(self) -> Scorer:
@@ -59,7 +62,7 @@ class RecordKind:
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("gsm_hard", "lorasoups.evaluation.gsm_hard:score_gsm_hard", gold="target", metrics=("n", "exec_accuracy"),
          headline=("exec_accuracy",), sweep_metric="exec_accuracy", item_score="exec_correct",
-         solved_flag="exec_correct"),
+         solved_flag="exec_correct", options=("workers",)),
     Task("qa", "lorasoups.evaluation.qa_metrics:score_qa", gold="answer",
          metrics=("n", "exact_match", "f1", "contains"), headline=("judge_accuracy", "f1"), sweep_metric="f1",
          item_score="f1"),
@@ -113,4 +116,14 @@ def score(task: str, generations: Sequence[str], golds: Sequence[Any], **options
     return get_task(task).scorer(generations, golds, **options)
 
 
-__all__ = ["RECORD_KINDS", "RecordKind", "TASKS", "Task", "get_task", "headline", "score", "task_of_kind"]
+def bound_scorer(task: str, **options: Any) -> Scorer:
+    """The task's scorer with those ``options`` it declares set (a None value keeps the scorer's
+    default). A config's options serve every task a run scores, so one a scorer does not take (the
+    sandbox's ``workers`` for QA) is left out here rather than each caller naming tasks."""
+    spec = get_task(task)
+    kept = {k: v for k, v in options.items() if k in spec.options and v is not None}
+    return functools.partial(spec.scorer, **kept) if kept else spec.scorer
+
+
+__all__ = ["RECORD_KINDS", "RecordKind", "TASKS", "Task", "bound_scorer", "get_task", "headline", "score",
+           "task_of_kind"]

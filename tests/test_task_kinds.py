@@ -39,3 +39,28 @@ def test_every_dataset_kind_is_in_the_table_and_an_unknown_one_is_refused():
         Entry(**{**{f: getattr(entry, f) for f in entry.__dataclass_fields__}, "kind": "qaa"})
     with pytest.raises(ValueError, match="unknown task kind 'gsm'"):
         get_task("gsm")
+
+
+def test_a_bound_scorer_takes_only_the_options_its_task_declares(monkeypatch):
+    import lorasoups.evaluation.gsm_hard as gsm_hard
+    import lorasoups.evaluation.qa_metrics as qa_metrics
+    from lorasoups.task_kinds import bound_scorer
+
+    seen = {}
+    real = gsm_hard.score_gsm_hard
+
+    def spy(gens, golds, **kw):
+        seen.update(kw)
+        return real(gens, golds, **kw)
+
+    monkeypatch.setattr(gsm_hard, "score_gsm_hard", spy)
+    gens, golds = EXAMPLES["gsm_hard"]
+    metrics, _ = bound_scorer("gsm_hard", workers=1)(gens, golds)
+    assert seen == {"workers": 1} and metrics["exec_accuracy"] == 0.5
+    seen.clear()
+    bound_scorer("gsm_hard", workers=None)(gens, golds)
+    assert seen == {}, "None keeps the scorer's default"
+    # QA's scorer takes no workers: the option is left out, not passed (it would be a TypeError)
+    assert bound_scorer("qa", workers=2) is qa_metrics.score_qa
+    metrics, _ = bound_scorer("qa", workers=2)(*EXAMPLES["qa"])
+    assert metrics["exact_match"] == 0.5

@@ -31,7 +31,7 @@ from lorasoups.merging.registry import METHODS
 from lorasoups.results import fingerprint
 from lorasoups.sweep.grid import GridConfig, equivalence_key, point_key, points
 from lorasoups.sweep.inplace import InPlaceMerger
-from lorasoups.task_kinds import get_task
+from lorasoups.task_kinds import bound_scorer, get_task
 
 Scorer = Callable[[Sequence[str], Sequence[Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
 
@@ -145,14 +145,6 @@ def best_params(best: dict[str, Any], method: str, seed: int = 0) -> dict[str, A
     return params
 
 
-def _scorer_for(task: str, workers: int | None) -> Scorer:
-    if task == "gsm_hard":
-        from lorasoups.evaluation.gsm_hard import score_gsm_hard
-
-        return lambda gens, golds: score_gsm_hard(gens, golds, workers=workers)
-    return get_task(task).scorer
-
-
 def run_sweep(
     merger: InPlaceMerger,
     tokenizer,
@@ -176,7 +168,7 @@ def run_sweep(
     metric = cfg.metric or get_task(task).sweep_metric
     if metric is None:
         raise ValueError(f"run_sweep: no default metric for task '{task}'; set SweepConfig.metric")
-    score = scorer or _scorer_for(task, cfg.score_workers)
+    score = scorer or bound_scorer(task, workers=cfg.score_workers)
     grid = points(method, len(merger.skills), cfg.grid)
     header = {
         "kind": "header", "format": FORMAT, "method": method, "task": task, "metric": metric,
