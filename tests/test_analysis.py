@@ -566,9 +566,11 @@ def test_wall_time_sums_what_each_stage_recorded(tmp_path, monkeypatch):
     assert rows == [("skill LoRAs", 180.0, "skill1, skill2"),
                     ("learned CAT (our recipe, the paper's, cat_random)", 30.0, "cat"),
                     ("training: odd", 6.0, ""), ("TIES sweep", 120.0, "2 grid points"),
-                    ("evaluation", 420.0, "2 model-target pairs; slowest base--gsm_hard 5 min")]
+                    ("evaluation", 420.0, "2 model-target pairs; slowest base--gsm_hard 5 min"),
+                    ("no time recorded", None, "ties")]
     out = analysis.make("wall_time", "wt", verbose=False)
     assert out.numbers == {"math_code/s0": 756.0} and "| math_code | 0 | **all recorded** | **12.6** |" in out.table
+    assert "| math_code | 0 | no time recorded | - | ties |" in out.table
     sweep.write_text(json.dumps({"kind": "point", "seconds": 3}) + "\n")
     with pytest.raises(analysis.ResultsError, match=r"ties--s0\.jsonl:1: field 'seconds' should be an object"):
         budget.slice_rows("wt", "math_code", 0)

@@ -285,7 +285,12 @@ def test_datamix_sequential_equals_merged_then_second_lora(tiny_dir):
     for m in modules_of(first):
         torch.testing.assert_close(delta(combined, cc, m), delta(first, c1, m) + delta(second, c2, m),
                                    atol=1e-6, rtol=1e-4)
-    assert train_datamix_sequential(str(tiny_dir), corpus, qa(6), SftConfig(**FAST), name="seq").reused
+    # one run's time and peak, as the stage records them: both parts' seconds, the larger peak
+    parts = [res.summary["stages"][k] for k in ("corpus", "instructions")]
+    assert res.summary["seconds_this_session"] == pytest.approx(sum(p["seconds_this_session"] for p in parts), abs=0.02)
+    assert res.summary["peak_memory"]["cpu_rss_mib"] == max(p["peak_memory"]["cpu_rss_mib"] for p in parts)
+    again = train_datamix_sequential(str(tiny_dir), corpus, qa(6), SftConfig(**FAST), name="seq")
+    assert again.reused and again.summary["seconds_this_session"] == res.summary["seconds_this_session"]
 
 
 def test_command_line_validates_then_trains(tiny_dir, tmp_path, capsys):

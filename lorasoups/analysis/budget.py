@@ -54,15 +54,20 @@ def sweep_seconds(path: Path) -> tuple[float, int]:
     return total, n
 
 
-def slice_rows(profile: str, setting: str, seed: int) -> list[tuple[str, float, str]]:
-    """(what, seconds, note) for one setting and seed, in pipeline order; empty when nothing ran."""
+def slice_rows(profile: str, setting: str, seed: int) -> list[tuple[str, float | None, str]]:
+    """(what, seconds, note) for one setting and seed, in pipeline order, then the results that
+    record no time (seconds None); empty when nothing ran."""
     root = load.root(profile)
-    rows: list[tuple[str, float, str]] = []
+    rows: list[tuple[str, float | None, str]] = []
     train: dict[str, float] = {}
+    untimed: list[str] = []
     for path in sorted((root / "train" / setting).glob(f"*--s{seed}.json")):
+        label = path.name.rsplit("--", 1)[0]
         secs = _seconds(load.read_json(path).get("timings_s"))
         if secs:
-            train[path.name.rsplit("--", 1)[0]] = secs
+            train[label] = secs
+        else:
+            untimed.append(label)
     for group, labels in GROUPS.items():
         got = [lb for lb in labels if lb in train]
         if got:
@@ -75,15 +80,28 @@ def slice_rows(profile: str, setting: str, seed: int) -> list[tuple[str, float, 
     for path in sorted((root / "eval" / setting).glob(f"*-s{seed}.json")):
         if path.name.startswith("elo--"):
             continue
-        evals.append((path.name.rsplit("-s", 1)[0], _seconds(load.read_json(path).get("timings_s"))))
+        name = path.name.rsplit("-s", 1)[0]
+        secs = _seconds(load.read_json(path).get("timings_s"))
+        if secs:
+            evals.append((name, secs))
+        else:
+            untimed.append(name)
     if evals:
         slowest = max(evals, key=lambda e: e[1])
         rows.append(("evaluation", sum(s for _, s in evals),
                      f"{len(evals)} model-target pairs; slowest {slowest[0]} {slowest[1] / 60:.0f} min"))
+    if untimed:
+        # shown, not counted as 0: static merge exports take seconds and record none, and results
+        # written before a stage kept its time (or by a stage that did not) would read as free
+        rows.append(("no time recorded", None, ", ".join(untimed)))
     return rows
 
 
-def wall_time_table(profile: str, slices: dict[tuple[str, int], list[tuple[str, float, str]]]) -> str:
+def _recorded(rows: list[tuple[str, float | None, str]]) -> float:
+    return sum(r[1] for r in rows if r[1] is not None)
+
+
+def wall_time_table(profile: str, slices: dict[tuple[str, int], list[tuple[str, float | None, str]]]) -> str:
     ns = paths.namespace()
     where = f"profile {profile}" + (f", results namespace '{ns}'" if ns else "")
     lines = [f"**Wall time recorded by each stage** ({where}; seconds as the results record them: a "
@@ -91,23 +109,23 @@ def wall_time_table(profile: str, slices: dict[tuple[str, int], list[tuple[str, 
              "| setting | seed | stage | minutes | note |", "|---|---|---|---|---|"]
     for (setting, seed), rows in slices.items():
         for what, secs, note in rows:
-            lines.append(f"| {setting} | {seed} | {what} | {secs / 60:.1f} | {note} |")
-        lines.append(f"| {setting} | {seed} | **all recorded** | **{sum(r[1] for r in rows) / 60:.1f}** "
-                     f"| {sum(r[1] for r in rows) / 3600:.2f} h |")
+            lines.append(f"| {setting} | {seed} | {what} | {'-' if secs is None else f'{secs / 60:.1f}'} | {note} |")
+        total = _recorded(rows)
+        lines.append(f"| {setting} | {seed} | **all recorded** | **{total / 60:.1f}** | {total / 3600:.2f} h |")
     return "\n".join(lines)
 
 
 def make_wall_time(profile: str, seeds: list[int] | None = None) -> Outcome:
     """Per setting and seed with results: what each stage recorded; ``wall_time.md``."""
     out = Outcome("wall_time", "wall time recorded per stage", profile)
-    slices: dict[tuple[str, int], list[tuple[str, float, str]]] = {}
+    slices: dict[tuple[str, int], list[tuple[str, float | None, str]]] = {}
     for setting in SETTINGS:
         found = sorted(set(load.seeds_found(profile, setting)) | set(load.seeds_found(profile, setting, "train")))
         for seed in (s for s in found if not seeds or s in seeds):
             rows = slice_rows(profile, setting, seed)
             if rows:
                 slices[(setting, seed)] = rows
-                out.numbers[f"{setting}/s{seed}"] = sum(r[1] for r in rows)
+                out.numbers[f"{setting}/s{seed}"] = _recorded(rows)
     if not slices:
         out.missing = [load.root(profile) / "train"]
         return out

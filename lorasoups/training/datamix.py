@@ -82,10 +82,26 @@ def train_datamix_sequential(base: str, corpus: Any, instructions: Any, corpus_c
         combine_adapters(base, [first.adapter_dir, second.adapter_dir], run.adapter)
     wait_for_everyone()
     summary = {"kind": "datamix_seq", "name": name, "key": run.key,
-               "stages": {"corpus": first.summary, "instructions": second.summary}}
+               "stages": {"corpus": first.summary, "instructions": second.summary},
+               **_sequence_cost([first.summary, second.summary])}
     run.finish(summary)
     wait_for_everyone()
     return RunResult(run.dir, run.adapter, False, summary, model=second.model, extra=extra)
+
+
+def _sequence_cost(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The time and peak of runs made one after another, as one run's summary records them: the sum
+    of their seconds (each its last session's) and the larger peak; a part without them leaves the
+    whole unknown (left out) rather than undercounted."""
+    out: dict[str, Any] = {}
+    seconds = [p.get("seconds_this_session") for p in parts]
+    if all(isinstance(x, int | float) for x in seconds):
+        out["seconds_this_session"] = round(sum(seconds), 2)
+    peaks = [p.get("peak_memory") or {} for p in parts]
+    if all(isinstance(pk.get("cpu_rss_mib"), int | float) for pk in peaks):
+        cuda = [pk["cuda_mib"] for pk in peaks if isinstance(pk.get("cuda_mib"), int | float)]
+        out["peak_memory"] = {**max(peaks, key=lambda pk: pk["cpu_rss_mib"]), "cuda_mib": max(cuda, default=None)}
+    return out
 
 
 def combine_adapters(base: str, adapters: list[Path], out: Path) -> Path:
