@@ -84,7 +84,10 @@ def build_results(root: Path) -> None:
         _eval(root, "reading_comprehension", label, "bioasq_rc", 0, "qa",
               {"n": 4, "exact_match": em / 2, "f1": f1 / 2, "contains": contains / 2},
               [{"index": i, "exact_match": 0.5 * (i < round(4 * em)), "f1": f1 * (i % 2 == 0),
-                "contains": 0.5 * (i < round(4 * contains))} for i in range(4)])  # the means above
+                "contains": 0.5 * (i < round(4 * contains)), "gold": "the gold answer here",
+                # answers of 1-4 words; skill2 abstains on the first two questions, as SQuAD v2 teaches
+                "prediction": "Not in context" if label == "skill2" and i < 2 else " ".join(["word"] * (i + 1))}
+               for i in range(4)])  # the means above
     elo = bootstrap_elo(BATTLES, n_bootstrap=50, seed=0)
     _elo_file(root / "eval" / "reading_comprehension" / "elo--bioasq_rc-s0.json", elo.to_dict())
     for label, per_seed in ROBUST.items():
@@ -258,6 +261,10 @@ def test_figure_6a_and_table_2_read_the_elo_file(env):
                     f"| {elo.median['cat']:.1f} [{elo.ci_low['cat']:.1f}, {elo.ci_high['cat']:.1f}] |")
     assert t2.table.splitlines()[3].startswith("| method | token F1 | 95 % t-CI over seeds | 95 % bootstrap over "
                                                "questions | exact match |")
+    # how each method answers: median words and the abstention share ("Not in context")
+    assert t2.numbers["answer_words_median"] == {"base": 2.5, "skill1": 2.5, "skill2": 3, "cat": 2.5}
+    assert t2.numbers["not_in_context_share"] == {"base": 0.0, "skill1": 0.0, "skill2": 0.5, "cat": 0.0}
+    assert "the gold answers' median: 4 words" in t2.table and "| skill2: squad | 3 | 50.0% |" in t2.table
 
 
 def test_figure_6a_names_a_reference_judge(tree, tmp_path, monkeypatch):

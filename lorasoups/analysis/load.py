@@ -140,13 +140,8 @@ def item_keys(rows: list[dict[str, Any]]) -> list[str] | None:
     return ids if None not in ids and len(set(ids)) == len(ids) else None
 
 
-def per_example(record: dict[str, Any], column: str | None = None, key: str = "index") -> dict[Any, float]:
-    """Per-example scores of an eval record, keyed by ``key`` (``index``; ``id``: the dataset
-    record's id; ``auto``: the id where :func:`item_keys` finds unique ones, else the index), from
-    its ``.examples.jsonl``: ``column`` (default: the task's ``item_score``, :data:`lorasoups.task_kinds.TASKS`) as a float."""
-    column = column or (TASKS[record["task"]].item_score if record["task"] in TASKS else None)
-    if column is None:
-        raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
+def example_rows(record: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of an eval record's ``.examples.jsonl``, for errors that name the line."""
     path = examples_path(record["path"])
     if not path.is_file():
         raise ResultsError(f"{path}: per-example results not found (written beside {record['path'].name})")
@@ -159,6 +154,18 @@ def per_example(record: dict[str, Any], column: str | None = None, key: str = "i
                 rows.append((i, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise ResultsError(f"{path}:{i}: not valid JSON ({exc.msg})") from exc
+    return rows
+
+
+def per_example(record: dict[str, Any], column: str | None = None, key: str = "index") -> dict[Any, float]:
+    """Per-example scores of an eval record, keyed by ``key`` (``index``; ``id``: the dataset
+    record's id; ``auto``: the id where :func:`item_keys` finds unique ones, else the index), from
+    its ``.examples.jsonl``: ``column`` (default: the task's ``item_score``, :data:`lorasoups.task_kinds.TASKS`) as a float."""
+    column = column or (TASKS[record["task"]].item_score if record["task"] in TASKS else None)
+    if column is None:
+        raise ResultsError(f"{record['path']}: task '{record['task']}' has no per-example score; pass column=")
+    path = examples_path(record["path"])
+    rows = example_rows(record)
     if key == "auto":
         key = "id" if item_keys([r for _, r in rows]) is not None else "index"
     out: dict[Any, float] = {}
@@ -280,7 +287,7 @@ def partial_seeds(records: list[dict[str, Any]], seeds: list[int]) -> list[str]:
 
 
 __all__ = [
-    "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records",
+    "ResultsError", "alpha_rows", "elo_path", "elo_record", "eval_path", "eval_record", "eval_records", "example_rows",
     "examples_path", "gather", "missing", "model_name", "partial_seeds", "item_keys", "per_example", "read_json", "resolve_seeds", "root",
     "seeds_found", "solved", "target_data", "train_path", "train_record",
 ]

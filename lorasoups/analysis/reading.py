@@ -7,10 +7,14 @@
   reading-comprehension comparison is an ELO ranking, which is what this draws.
 * Table 2: per method, token F1 / exact match / containment on BioASQ (and the judge's accuracy and
   the ELO when they exist): the mean over seeds, its 95% t-CI and the bootstrap over questions.
-  Which of these columns the paper's Table 2 holds we could not confirm; all are shown.
+  Which of these columns the paper's Table 2 holds we could not confirm; all are shown. Below it,
+  how each method answers (:func:`answer_profile`): token F1 against BioASQ's sentence-long ideal
+  answers rewards length, so a method that answers in SQuAD's short spans, or abstains as SQuAD v2
+  teaches, loses F1 for its format rather than its content.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -19,6 +23,7 @@ from lorasoups.analysis import load
 from lorasoups.analysis.methods import (
     display_name,
     method_scores,
+    order_labels,
     records_caption,
     score_table,
     skill_names,
@@ -26,6 +31,7 @@ from lorasoups.analysis.methods import (
 from lorasoups.analysis.outcome import Outcome
 from lorasoups.analysis.save import save_figure, save_table
 from lorasoups.analysis.stats import caption, fmt, mean_ci
+from lorasoups.data.formatting import NOT_IN_CONTEXT
 
 SETTING, TARGET = "reading_comprehension", "bioasq_rc"
 REQUIRED = ("base", "skill1", "skill2", "cat")
@@ -134,6 +140,42 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
     return table, numbers
 
 
+def _words(text: Any, where: str) -> list[str]:
+    if not isinstance(text, str):
+        raise load.ResultsError(f"{where}: expected text, got {type(text).__name__}")
+    return text.split()
+
+
+def answer_profile(records: list[dict[str, Any]], skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
+    """Markdown: per method, the median length of its scored answers in words and the share that
+    abstain (SQuAD v2's "Not in context", which the reading prompt offers), each the mean over
+    seeds, beside the gold answers' median length. Descriptive only: no verdict reads it."""
+    gold_words: list[int] = []
+    by_label: dict[str, list[tuple[float, float]]] = {}
+    for rec in records:
+        rows = load.example_rows(rec)
+        where = load.examples_path(rec["path"])
+        for field_ in ("prediction", "gold"):
+            for i, row in rows:
+                if field_ not in row:
+                    raise load.ResultsError(f"{where}:{i}: missing field '{field_}'")
+        words = [len(_words(row["prediction"], f"{where}:{i}: field 'prediction'")) for i, row in rows]
+        abstain = [row["prediction"].strip().rstrip(".").lower() == NOT_IN_CONTEXT.lower() for _, row in rows]
+        if not gold_words:
+            gold_words = [len(_words(row["gold"], f"{where}:{i}: field 'gold'")) for i, row in rows]
+        by_label.setdefault(rec["label"], []).append((statistics.median(words), sum(abstain) / len(abstain)))
+    numbers = {"answer_words_median": {}, "not_in_context_share": {}}
+    lines = [f"**How each method answers** (median words per answer; share answering \"{NOT_IN_CONTEXT}\"; "
+             f"mean over seeds; the gold answers' median: {statistics.median(gold_words):g} words)", "",
+             "| method | median words | \"" + NOT_IN_CONTEXT + "\" |", "|---|---|---|"]
+    for label in order_labels(by_label):
+        words = statistics.fmean(w for w, _ in by_label[label])
+        share = statistics.fmean(a for _, a in by_label[label])
+        numbers["answer_words_median"][label], numbers["not_in_context_share"][label] = words, share
+        lines.append(f"| {display_name(label, skills)} | {words:g} | {share:.1%} |")
+    return "\n".join(lines), numbers
+
+
 def _elo_records(profile: str, seeds: list[int]) -> tuple[list[dict[str, Any]], list, list[str]]:
     """ELO records with ratings, the absent ELO files, and notes on files without ratings."""
     files = [load.elo_path(profile, SETTING, TARGET, s) for s in seeds]
@@ -184,12 +226,16 @@ def make_table_2(profile: str, seeds: list[int] | None = None) -> Outcome:
         out.notes += [f"no ELO column: {e}" for e in empty]
         elo = []
     out.notes += load.partial_seeds(records, seeds)
-    out.table, out.numbers = table_2(records, elo, profile, skill_names(SETTING, records))
+    skills = skill_names(SETTING, records)
+    out.table, out.numbers = table_2(records, elo, profile, skills)
+    profile_md, answers = answer_profile(records, skills)
+    out.table += "\n\n" + profile_md
+    out.numbers.update(answers)
     out.files = [save_table(out.table, out.name, profile)]
     return out
 
 
 __all__ = [
-    "REQUIRED", "battle_source", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "position_bias_notes",
+    "REQUIRED", "answer_profile", "battle_source", "elo_scores", "figure_6a", "make_figure_6a", "make_table_2", "position_bias_notes",
     "table_2",
 ]
