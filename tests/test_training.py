@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,47 @@ def test_cat_learns_alphas_only_best_checkpoint_and_exact_fold(tiny_dir, skills)
         torch.testing.assert_close(delta(exported, ecfg, m), want, atol=1e-6, rtol=1e-4)
     again = train_cat(str(tiny_dir), skills, mix, qa(4, answer=lambda i: f"x = {i}*3+1\n{i * 3 + 1}"), cfg, name="mix")
     assert again.reused
+
+
+def test_cat_records_the_loss_tokens_each_skill_carries(tiny_dir, skills):
+    """A corpus skill's long completions outweigh a QA skill's short answers in CAT's token-mean
+    loss: the run records each skill's count, checked against the records tokenized here, and the
+    records TRL drops when truncation leaves them no label."""
+    from transformers import AutoTokenizer
+
+    from lorasoups.data import cat_mixture
+    from lorasoups.training.soup import SoupTrainConfig, train_cat
+
+    corpus = Dataset.from_list([{"id": f"c{i}", "text": f"Chapter {i}: " + "cells divide by mitosis " * (i + 2)}
+                                for i in range(8)])
+    long_prompts = qa(8, prefix="Question, asked at length with a long preamble before it: " * 2)
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+
+    def loss_tokens(prompt: str, completion: str, limit: int) -> int:
+        # what the shifted loss predicts: prompt + completion + EOS cut at max_length, less the
+        # prompt (masked) and less the first token (never predicted)
+        whole = min(len(tok(prompt + completion)["input_ids"]) + 1, limit)
+        masked = max(min(len(tok(prompt)["input_ids"]), limit), 1) if prompt else 1
+        return max(whole - masked, 0)
+
+    for limit, answers in ((48, qa(8)), (24, long_prompts)):  # 24 cuts every long prompt's answer off
+        mix = cat_mixture({"corpus": corpus, "answers": answers}, fraction=0.5, seed=0)
+        cfg = SoupTrainConfig(max_steps=1, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                              max_length=limit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = train_cat(str(tiny_dir), skills, mix, qa(2), cfg, name=f"weights-{limit}")
+        want: dict[str, int] = {}
+        for r in mix:
+            n = loss_tokens(r["prompt"], r["completion"], limit)
+            if n:
+                want[r["skill"]] = want.get(r["skill"], 0) + n
+        assert res.summary["loss_tokens"] == want
+        if limit == 48:
+            assert want["corpus"] > 2 * want["answers"] and "records_dropped" not in res.summary
+        else:
+            assert "answers" not in want and res.summary["records_dropped"] == {"answers": 4}
+            assert any("TRL dropped records" in str(w.message) for w in caught)
 
 
 def test_cat_released_recipe_and_base_mismatch(tiny_dir, skills, tmp_path):
