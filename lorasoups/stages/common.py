@@ -68,7 +68,7 @@ def write_train_result(profile: str, setting: str, label: str, seed: int, run: A
     summary = dict(getattr(run, "summary", {}) or {})
     keep = ("train_loss", "eval_loss_before", "eval_loss_best", "global_step", "recipe",
             "best_step", "eval_points", "alpha_drift", "final_drift", "loss_tokens",
-            "records_dropped")
+            "records_without_completion")
     found = {k: summary[k] for k in keep if summary.get(k) is not None}
     run_dir = Path(run.run_dir)
     location = run_dir / "soup" if kind == "soup" else Path(run.adapter_dir)

@@ -423,7 +423,7 @@ def train_sft(
     trainer = make_sft_trainer(model, tokenizer, train_dataset, cfg, run.checkpoints, eval_dataset,
                                [CheckpointMarker(), *callbacks])
     check_launch(trainer)
-    truncated = truncated_away(train_dataset, trainer, cfg, name or kind)
+    truncated = truncated_away(train_dataset, trainer, cfg.max_length, name or kind, packed=cfg.packing)
     start = time.perf_counter()
     resume = run.last_checkpoint()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -451,20 +451,20 @@ def train_sft(
     return RunResult(run.dir, run.adapter, False, summary, model=model)
 
 
-def truncated_away(train_dataset: Any, trainer: Any, cfg: SftConfig, where: str) -> int:
+def truncated_away(train_dataset: Any, trainer: Any, max_length: int, where: str, packed: bool = False) -> int:
     """Records TRL dropped because truncation at ``max_length`` left no completion token to learn
     from (TRL does it silently). All of them: an error before training; some: reported and
     recorded in the run summary (``records_without_completion``). Packed data is not compared
     (its rows are blocks, not records)."""
-    if cfg.packing:
+    if packed:
         return 0
     kept, given = len(trainer.train_dataset), len(train_dataset)
     if kept == 0:
         raise ConfigError(f"{where}: every one of the {given} training records lost its completion to "
-                          f"truncation at max_length {cfg.max_length} (the prompts are longer); raise max_length")
+                          f"truncation at max_length {max_length} (the prompts are longer); raise max_length")
     if kept < given:
         print(f"[{where}] {given - kept} of {given} records have no completion token within max_length "
-              f"{cfg.max_length} and are not trained on (recorded as records_without_completion)", flush=True)
+              f"{max_length} and are not trained on (recorded as records_without_completion)", flush=True)
     return given - kept
 
 

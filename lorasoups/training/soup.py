@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +63,7 @@ from lorasoups.training.sft import (
     load_for_training,
     resolved_precision,
     trl_args,
+    truncated_away,
 )
 
 TRAINABLE_FILE = "soup_trainable.safetensors"
@@ -308,10 +308,8 @@ def train_soup(
                           processing_class=tokenizer, soup=soup, balance_loss_coef=cfg.balance_loss_coef,
                           callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
     check_launch(trainer)
-    weights, dropped = loss_tokens(trainer.train_dataset), dropped_records(train_dataset, trainer.train_dataset)
-    if dropped:
-        warnings.warn(f"{where}: TRL dropped records with no label left after truncation to max_length "
-                      f"{cfg.max_length}: {dropped} (per skill)", stacklevel=2)
+    weights = loss_tokens(trainer.train_dataset)
+    truncated = truncated_away(train_dataset, trainer, cfg.max_length, where)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     # Read before the final evaluate below, which logs the best checkpoint's loss at the last step.
@@ -338,7 +336,7 @@ def train_soup(
         "final_drift": drift_cb.now(),  # of the exported (best) parameters
         "metrics": output.metrics,
         **({"loss_tokens": weights} if weights else {}),
-        **({"records_dropped": dropped} if dropped else {}),
+        **({"records_without_completion": truncated} if truncated else {}),
         "seconds_this_session": round(time.perf_counter() - start, 2),
         "versions": package_versions(),
     }
@@ -354,7 +352,9 @@ def loss_tokens(tokenized: Any) -> dict[str, int] | None:
     as TRL tokenized, labelled and truncated the records: the labels other than -100, less each
     record's first (the shifted loss never predicts it). The loss is a mean over these tokens, so
     they are the weights each skill's data carries in what the alphas learn (a corpus's paragraphs
-    outweigh a QA skill's short answers). None where the dataset names no skill."""
+    outweigh a QA skill's short answers). None where the dataset names no skill. Records TRL
+    dropped (no label left within ``max_length``) are counted by :func:`truncated_away`, as for a
+    skill LoRA."""
     cols = getattr(tokenized, "column_names", None) or []
     if "skill" not in cols or not {"labels", "input_ids"} & set(cols):
         return None
@@ -368,20 +368,6 @@ def loss_tokens(tokenized: Any) -> dict[str, int] | None:
     for skill, n in zip(tokenized["skill"], counts):
         out[skill] = out.get(skill, 0) + int(n)
     return out
-
-
-def dropped_records(given: Any, tokenized: Any) -> dict[str, int]:
-    """Records per skill that TRL left out of training (it drops a record whose every label is
-    masked, e.g. a completion cut off by ``max_length``): recorded, since nothing may vanish unsaid."""
-    if "skill" not in (getattr(given, "column_names", None) or []) or \
-            "skill" not in (getattr(tokenized, "column_names", None) or []):
-        return {}
-    before: dict[str, int] = {}
-    for skill in given["skill"]:
-        before[skill] = before.get(skill, 0) + 1
-    for skill in tokenized["skill"]:
-        before[skill] -= 1
-    return {k: v for k, v in before.items() if v}
 
 
 def write_soup_outputs(soup: nn.Module, run: Run, method: str) -> None:
