@@ -64,3 +64,11 @@ def test_a_bound_scorer_takes_only_the_options_its_task_declares(monkeypatch):
     assert bound_scorer("qa", workers=2) is qa_metrics.score_qa
     metrics, _ = bound_scorer("qa", workers=2)(*EXAMPLES["qa"])
     assert metrics["exact_match"] == 0.5
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_declared_option_is_a_keyword_of_the_scorer(task):
+    import inspect
+
+    params = inspect.signature(TASKS[task].scorer).parameters
+    assert all(opt in params for opt in TASKS[task].options), "a declared option the scorer does not take is dropped"

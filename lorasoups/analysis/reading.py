@@ -148,13 +148,17 @@ def _words(text: Any, where: str) -> list[str]:
 
 def answer_profile(records: list[dict[str, Any]], skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
     """Markdown: per method, the median length of its scored answers in words and the share that
-    abstain (SQuAD v2's "Not in context", which the reading prompt offers), each the mean over
-    seeds, beside the gold answers' median length. Descriptive only: no verdict reads it."""
+    abstain, the whole answer being SQuAD v2's "Not in context" (which the reading prompt offers;
+    an answer that adds it after other words is not counted), each the mean over seeds, beside the
+    gold answers' median length (the same items for every model). Descriptive only: no verdict
+    reads it."""
     gold_words: list[int] = []
     by_label: dict[str, list[tuple[float, float]]] = {}
     for rec in records:
         rows = load.example_rows(rec)
         where = load.examples_path(rec["path"])
+        if not rows:
+            raise load.ResultsError(f"{where}: no per-example rows")
         for field_ in ("prediction", "gold"):
             for i, row in rows:
                 if field_ not in row:
@@ -165,7 +169,7 @@ def answer_profile(records: list[dict[str, Any]], skills: tuple[str, ...] | None
             gold_words = [len(_words(row["gold"], f"{where}:{i}: field 'gold'")) for i, row in rows]
         by_label.setdefault(rec["label"], []).append((statistics.median(words), sum(abstain) / len(abstain)))
     numbers = {"answer_words_median": {}, "not_in_context_share": {}}
-    lines = [f"**How each method answers** (median words per answer; share answering \"{NOT_IN_CONTEXT}\"; "
+    lines = [f"**How each method answers** (median words per answer; share whose whole answer is \"{NOT_IN_CONTEXT}\"; "
              f"mean over seeds; the gold answers' median: {statistics.median(gold_words):g} words)", "",
              "| method | median words | \"" + NOT_IN_CONTEXT + "\" |", "|---|---|---|"]
     for label in order_labels(by_label):

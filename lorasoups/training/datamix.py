@@ -76,7 +76,9 @@ def train_datamix_sequential(base: str, corpus: Any, instructions: Any, corpus_c
     })
     extra = {"corpus_run": first.run_dir, "instruction_run": second.run_dir}
     if run.is_complete():
-        return RunResult(run.dir, run.adapter, True, run.summary(), extra=extra)
+        # a run finished before its summary carried the cost gets it from its parts, as now
+        summary = {**_sequence_cost([first.summary, second.summary]), **run.summary()}
+        return RunResult(run.dir, run.adapter, True, summary, extra=extra)
     run.start()
     if is_main_process():
         combine_adapters(base, [first.adapter_dir, second.adapter_dir], run.adapter)
@@ -92,15 +94,17 @@ def train_datamix_sequential(base: str, corpus: Any, instructions: Any, corpus_c
 def _sequence_cost(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The time and peak of runs made one after another, as one run's summary records them: the sum
     of their seconds (each its last session's) and the larger peak; a part without them leaves the
-    whole unknown (left out) rather than undercounted."""
+    whole unknown (left out) rather than undercounted. The adapter-combining step (seconds, a
+    model load) is not in them."""
     out: dict[str, Any] = {}
     seconds = [p.get("seconds_this_session") for p in parts]
     if all(isinstance(x, int | float) for x in seconds):
         out["seconds_this_session"] = round(sum(seconds), 2)
     peaks = [p.get("peak_memory") or {} for p in parts]
     if all(isinstance(pk.get("cpu_rss_mib"), int | float) for pk in peaks):
-        cuda = [pk["cuda_mib"] for pk in peaks if isinstance(pk.get("cuda_mib"), int | float)]
-        out["peak_memory"] = {**max(peaks, key=lambda pk: pk["cpu_rss_mib"]), "cuda_mib": max(cuda, default=None)}
+        cuda = [pk.get("cuda_mib") for pk in peaks]
+        out["peak_memory"] = {**max(peaks, key=lambda pk: pk["cpu_rss_mib"]),
+                              "cuda_mib": max(cuda) if all(isinstance(c, int | float) for c in cuda) else None}
     return out
 
 

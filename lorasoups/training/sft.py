@@ -423,7 +423,7 @@ def train_sft(
     trainer = make_sft_trainer(model, tokenizer, train_dataset, cfg, run.checkpoints, eval_dataset,
                                [CheckpointMarker(), *callbacks])
     check_launch(trainer)
-    truncated = truncated_away(train_dataset, trainer, cfg.max_length, name or kind, packed=cfg.packing)
+    truncated = truncated_away(train_dataset, trainer, name or kind)
     start = time.perf_counter()
     resume = run.last_checkpoint()
     output = trainer.train(resume_from_checkpoint=resume)
@@ -451,12 +451,14 @@ def train_sft(
     return RunResult(run.dir, run.adapter, False, summary, model=model)
 
 
-def truncated_away(train_dataset: Any, trainer: Any, max_length: int, where: str, packed: bool = False) -> int:
+def truncated_away(train_dataset: Any, trainer: Any, where: str) -> int:
     """Records TRL dropped because truncation at ``max_length`` left no completion token to learn
     from (TRL does it silently). All of them: an error before training; some: reported and
     recorded in the run summary (``records_without_completion``). Packed data is not compared
-    (its rows are blocks, not records)."""
-    if packed:
+    (its rows are blocks, not records). Reads the trainer's own arguments, where a ``trainer:``
+    override has the last word."""
+    max_length = getattr(trainer.args, "max_length", None)
+    if getattr(trainer.args, "packing", False):
         return 0
     kept, given = len(trainer.train_dataset), len(train_dataset)
     if kept == 0:

@@ -308,8 +308,8 @@ def train_soup(
                           processing_class=tokenizer, soup=soup, balance_loss_coef=cfg.balance_loss_coef,
                           callbacks=[CheckpointMarker(), *extra_cbs, *callbacks])
     check_launch(trainer)
-    weights = loss_tokens(trainer.train_dataset)
-    truncated = truncated_away(train_dataset, trainer, cfg.max_length, where)
+    weights = loss_tokens(train_dataset, trainer.train_dataset)
+    truncated = truncated_away(train_dataset, trainer, where)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=resume)
     # Read before the final evaluate below, which logs the best checkpoint's loss at the last step.
@@ -347,26 +347,20 @@ def train_soup(
     return RunResult(run.dir, run.adapter if run.adapter.is_dir() else None, False, summary, model=soup)
 
 
-def loss_tokens(tokenized: Any) -> dict[str, int] | None:
-    """Tokens the training loss averages over, per skill of a CAT mixture (its ``skill`` column),
-    as TRL tokenized, labelled and truncated the records: the labels other than -100, less each
-    record's first (the shifted loss never predicts it). The loss is a mean over these tokens, so
-    they are the weights each skill's data carries in what the alphas learn (a corpus's paragraphs
-    outweigh a QA skill's short answers). None where the dataset names no skill. Records TRL
-    dropped (no label left within ``max_length``) are counted by :func:`truncated_away`, as for a
-    skill LoRA."""
+def loss_tokens(given: Any, tokenized: Any) -> dict[str, int] | None:
+    """Tokens the training loss averages over, per skill of a CAT mixture (the ``skill`` column of
+    ``given``), as TRL tokenized, labelled and truncated the records (``tokenized``): the labels
+    other than -100, less each record's first (the shifted loss never predicts it). The loss is a
+    mean over these tokens, so they are the weights each skill's data carries in what the alphas
+    learn (a corpus's paragraphs outweigh a QA skill's short answers). A skill whose records TRL
+    all dropped (no label left within ``max_length``, counted by :func:`truncated_away`) shows 0.
+    None where the data names no skill or TRL kept no per-record rows (packing)."""
     cols = getattr(tokenized, "column_names", None) or []
-    if "skill" not in cols or not {"labels", "input_ids"} & set(cols):
+    if "skill" not in (getattr(given, "column_names", None) or []) or "skill" not in cols or "labels" not in cols:
         return None
-    if "labels" in cols:
-        counts = [sum(x != -100 for x in labels[1:]) for labels in tokenized["labels"]]
-    elif "completion_mask" in cols:
-        counts = [sum(mask[1:]) for mask in tokenized["completion_mask"]]
-    else:
-        counts = [max(len(ids) - 1, 0) for ids in tokenized["input_ids"]]
-    out: dict[str, int] = {}
-    for skill, n in zip(tokenized["skill"], counts):
-        out[skill] = out.get(skill, 0) + int(n)
+    out = dict.fromkeys(given["skill"], 0)
+    for skill, labels in zip(tokenized["skill"], tokenized["labels"]):
+        out[skill] += sum(x != -100 for x in labels[1:])
     return out
 
 
