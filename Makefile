@@ -62,7 +62,8 @@ study: $(STAMP)
 
 # The CPU study's figures, tables and verdicts from the committed results/cpu/ JSON alone (README
 # "Results (CPU study)"): the analysis notebooks, then the verdict per claim (figures/cpu/verdicts.md)
-# and the wall time each stage recorded (wall_time.md).
+# and the wall time each stage recorded (wall_time.md), then each claim's verdict per model side by side
+# (figures/cpu/verdicts_by_model.md).
 # the study's results namespaces: the main one (""), the generated math+code suites, the second model
 STUDY_NAMESPACES ?= "" generated gemma3-270m-instruct
 figures: $(STAMP)
@@ -70,6 +71,7 @@ figures: $(STAMP)
 	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.pipeline run $(STUDY_ARGS) $(foreach a,hard_math_code qabot reading_comprehension prompt_robustness ablations,--stage analysis_$(a)) && \
 	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.analysis.verdicts --profile cpu && \
 	  LORASOUPS_NAMESPACE=$$ns $(PY) -m lorasoups.analysis.budget --profile cpu || exit 1; done
+	$(PY) -m lorasoups.analysis.verdicts --profile cpu --by-model $(STUDY_NAMESPACES)
 
 lint: $(STAMP)
 	$(PY) -m ruff check lorasoups tests benchmarks tools

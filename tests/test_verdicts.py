@@ -164,3 +164,24 @@ def test_super_linearity_flags_skills_below_the_base(root):
     assert three["verdict"] == "holds" and row["diff"] == pytest.approx(7 / 40)
     assert row["note"] == "skill gains over the base: skill1 -0.200, skill2 -0.175 (negative: the paper's premise of positive skill gains fails)"
     assert "(negative: the paper's premise of positive skill gains fails)" in verdicts.make_verdicts("cpu").table
+
+
+def test_verdicts_by_model_puts_each_namespace_in_a_column(root):
+    # the main namespace: CAT right on 30 more of 40 items than DATA-MIX in seed 0 (claim 1 holds
+    # on 1 of 3 seeds); a second model's namespace: CAT equal to DATA-MIX (every difference 0:
+    # the interval's upper end is 0, "does not hold"); a third namespace without results
+    for ns, cat in (("", [int(i < 30) for i in range(N)]), ("bigger", [0] * N)):
+        where = root / ns if ns else root
+        _eval(where, "cat", 0, cat)
+        _eval(where, "datamix", 0, [0] * N)
+        _gate(where, 0, True)
+    _gate(root, 0, False, setting="qabot")  # a setting whose gate failed: base only
+    _eval(root, "base", 0, [0] * N, setting="qabot", target="qabot_dnd")
+    out = verdicts.verdicts_by_model("cpu", ["", "bigger", "empty"], expected=[0, 1, 2])
+    one = "1 " + next(c.text for c in verdicts.CLAIMS if c.key == "1")
+    assert out.numbers["1/math_code"] == {"tiny-random-llama": "holds (1 of 3 seeds)",
+                                            "tiny-random-llama (`bigger`)": "does not hold (1 of 3 seeds)",
+                                            "no results (`empty`)": "-"}
+    assert out.numbers["1/qabot"]["tiny-random-llama"] == "not run (gate failed)"
+    assert f"| {one} | math_code | holds (1 of 3 seeds) | does not hold (1 of 3 seeds) | - |" in out.table
+    assert out.files == [root.parent.parent / "figures" / "cpu" / "verdicts_by_model.md"]

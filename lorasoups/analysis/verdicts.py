@@ -245,26 +245,33 @@ def verdicts_table(results: list[dict[str, Any]], profile: str, seeds_note: str,
     return "\n".join(lines)
 
 
-def make_verdicts(profile: str, seeds: list[int] | None = None, expected: Sequence[int] | None = None) -> Outcome:
-    """Every claim on every setting with eval results; ``verdicts.md`` in ``figures_dir(profile)``
-    (of the results namespace, as the results). ``expected``: the seeds the study is to have (a
-    setting with fewer is marked partial in the table)."""
-    out = Outcome("verdicts", "a verdict per claim of the paper", profile)
-    results, used = [], set()
+def judge_all(profile: str, seeds: list[int] | None = None) -> tuple[list[dict[str, Any]], set[int], list[str]]:
+    """Every claim on every setting with eval results in the current results namespace: the
+    per-claim results, the seeds used and notes on settings without results."""
+    results, used, notes = [], set(), []
     for setting in SETTINGS:
         found = load.seeds_found(profile, setting)
         if not found:
-            out.notes.append(f"{setting}: no eval results")
+            notes.append(f"{setting}: no eval results")
             continue
         s_seeds = sorted(set(seeds) & set(found)) if seeds else found
         if not s_seeds:
-            out.notes.append(f"{setting}: none of seeds {seeds} has eval results")
+            notes.append(f"{setting}: none of seeds {seeds} has eval results")
             continue
         used.update(s_seeds)
         gate = gate_status(profile, setting, s_seeds)
         for claim in CLAIMS:
             if setting in claim.settings:
                 results.append(judge_setting(profile, setting, claim, s_seeds, gate))
+    return results, used, notes
+
+
+def make_verdicts(profile: str, seeds: list[int] | None = None, expected: Sequence[int] | None = None) -> Outcome:
+    """Every claim on every setting with eval results; ``verdicts.md`` in ``figures_dir(profile)``
+    (of the results namespace, as the results). ``expected``: the seeds the study is to have (a
+    setting with fewer is marked partial in the table)."""
+    out = Outcome("verdicts", "a verdict per claim of the paper", profile)
+    results, used, out.notes = judge_all(profile, seeds)
     if not results:
         out.missing = [load.root(profile) / "eval"]
         return out
@@ -274,17 +281,72 @@ def make_verdicts(profile: str, seeds: list[int] | None = None, expected: Sequen
     return out
 
 
-__all__ = ["CLAIMS", "Claim", "combine", "gain_note", "gate_status", "judge_setting", "make_verdicts", "paired_verdict",
-           "verdicts_table"]
+def _namespace_model(profile: str) -> str:
+    for setting in SETTINGS:
+        records = load.eval_records(profile, setting)
+        if records:
+            return records[0]["model"]
+    return "no results"
+
+
+def verdicts_by_model(profile: str, namespaces: Sequence[str], expected: Sequence[int] | None = None) -> Outcome:
+    """A row per claim and setting, a column per results namespace (a model, or the same model on
+    other suites): the claim's verdict in each, so a reader sees whether it holds at both model
+    sizes. ``verdicts_by_model.md`` in the profile's main figures folder. A verdict judged on fewer
+    seeds than ``expected`` says on how many; a setting a namespace has no results for reads "-"."""
+    out = Outcome("verdicts_by_model", "each claim's verdict per model (results namespace)", profile)
+    columns: list[tuple[str, dict[tuple[str, str], str]]] = []
+    for ns in namespaces:
+        with paths.in_namespace(ns or None):
+            results, _, _ = judge_all(profile)
+            model = _namespace_model(profile)
+        cells = {}
+        for r in results:
+            if r["verdict"] == NOT_RUN:
+                why = " (gate failed)" if "failed" in str(r["gate"]) else ""
+            elif expected and set(r["seeds"]) < set(expected):
+                why = f" ({len(r['seeds'])} of {len(expected)} seeds)"
+            else:
+                why = ""
+            cells[(r["claim"], r["setting"])] = r["verdict"] + why
+        columns.append((f"{model}" + (f" (`{ns}`)" if ns else ""), cells))
+    rows = [(c, s) for c in CLAIMS for s in SETTINGS if any((c.key, s) in cells for _, cells in columns)]
+    if not rows:
+        out.missing = [load.root(profile) / "eval"]
+        return out
+    lines = [f"**Verdicts per claim and model** (profile {profile}; each column a results namespace, judged as in "
+             "its `verdicts.md`; \"-\": the setting has no results there)", "",
+             "| claim | setting | " + " | ".join(name for name, _ in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for claim, setting in rows:
+        cells = [cols.get((claim.key, setting), "-") for _, cols in columns]
+        lines.append(f"| {claim.key} {claim.text} | {setting} | " + " | ".join(cells) + " |")
+        out.numbers[f"{claim.key}/{setting}"] = dict(zip((name for name, _ in columns), cells))
+    out.table = "\n".join(lines)
+    with paths.in_namespace(None):
+        out.files = [save_table(out.table, out.name, profile)]
+    return out
+
+
+__all__ = ["CLAIMS", "Claim", "combine", "gain_note", "gate_status", "judge_all", "judge_setting", "make_verdicts",
+           "paired_verdict", "verdicts_by_model", "verdicts_table"]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lorasoups.analysis.verdicts", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, action="append", help="only these seeds (default: every seed found)")
+    ap.add_argument("--by-model", nargs="+", metavar="NAMESPACE",
+                    help="instead: one column per results namespace ('' the main one), verdicts_by_model.md")
     args = ap.parse_args(argv)
     from lorasoups.pipeline import resolve  # the profile's seeds (here only: pipeline imports the stages)
 
+    if args.by_model:
+        out = verdicts_by_model(args.profile, args.by_model, resolve(args.profile)["experiment"].seeds)
+        print(out.table or "no eval results in any of the namespaces")
+        for f in out.files:
+            print(f"wrote {f}")
+        return 0
     out = make_verdicts(args.profile, args.seed, resolve(args.profile)["experiment"].seeds)
     print(out.table or f"no eval results under {load.root(args.profile) / 'eval'}")
     for f in out.files:
