@@ -140,10 +140,12 @@ def table_2(records: list[dict[str, Any]], elo_records: list[dict[str, Any]], pr
     return table, numbers
 
 
-def _words(text: Any, where: str) -> list[str]:
+def _words(row: dict[str, Any], field_: str, where: str) -> int:
+    """Words in a row's text field, or an error naming the file, line and field."""
+    text = row.get(field_)
     if not isinstance(text, str):
-        raise load.ResultsError(f"{where}: expected text, got {type(text).__name__}")
-    return text.split()
+        raise load.ResultsError(f"{where}: field '{field_}' should be text, got {type(text).__name__}")
+    return len(text.split())
 
 
 def answer_profile(records: list[dict[str, Any]], skills: tuple[str, ...] | None = None) -> tuple[str, dict[str, Any]]:
@@ -156,17 +158,13 @@ def answer_profile(records: list[dict[str, Any]], skills: tuple[str, ...] | None
     by_label: dict[str, list[tuple[float, float]]] = {}
     for rec in records:
         rows = load.example_rows(rec)
-        where = load.examples_path(rec["path"])
         if not rows:
-            raise load.ResultsError(f"{where}: no per-example rows")
-        for field_ in ("prediction", "gold"):
-            for i, row in rows:
-                if field_ not in row:
-                    raise load.ResultsError(f"{where}:{i}: missing field '{field_}'")
-        words = [len(_words(row["prediction"], f"{where}:{i}: field 'prediction'")) for i, row in rows]
+            raise load.ResultsError(f"{load.examples_path(rec['path'])}: no per-example rows")
+        where = f"{load.examples_path(rec['path'])}:{{}}"
+        words = [_words(row, "prediction", where.format(i)) for i, row in rows]
+        golds = [_words(row, "gold", where.format(i)) for i, row in rows]
         abstain = [row["prediction"].strip().rstrip(".").lower() == NOT_IN_CONTEXT.lower() for _, row in rows]
-        if not gold_words:
-            gold_words = [len(_words(row["gold"], f"{where}:{i}: field 'gold'")) for i, row in rows]
+        gold_words = gold_words or golds
         by_label.setdefault(rec["label"], []).append((statistics.median(words), sum(abstain) / len(abstain)))
     numbers = {"answer_words_median": {}, "not_in_context_share": {}}
     lines = [f"**How each method answers** (median words per answer; share whose whole answer is \"{NOT_IN_CONTEXT}\"; "
